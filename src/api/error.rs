@@ -1,0 +1,201 @@
+//! Errors of the API client, in the user's terms.
+//!
+//! Every variant is final: the client already retried what can be retried (transient faults,
+//! 429 rate limits), so what reaches the caller either needs a person (a refused key, a
+//! missing subscription, a wrong base URL) or says how often a transient fault repeated.
+//! Messages say what to do next. Text that came from the API is cut to a few hundred bytes and
+//! has the key redacted, so no variant can carry the key into a log or a terminal.
+
+use super::DEFAULT_BASE_URL;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the API refused the parameters.
+    #[error("the API refused the request parameters of {endpoint} (400 Bad Request{}): {message}", code_suffix(.code))]
+    BadRequest {
+        endpoint: String,
+        code: Option<String>,
+        message: String,
+    },
+    /// 401: the key is missing, malformed or revoked.
+    #[error(
+        "the API key was refused (missing, malformed or revoked): check CTGO_API_KEY or --api-key-file (401 Unauthorized from {endpoint})"
+    )]
+    Unauthorized { endpoint: String },
+    /// 403: subscription required or budget exhausted.
+    #[error("the API refused access to {endpoint} (403 Forbidden, code `{}`): a subscription is required or the budget is exhausted; check the account's plan{}", .code.as_deref().unwrap_or("none"), message_suffix(.message))]
+    Forbidden {
+        endpoint: String,
+        code: Option<String>,
+        message: String,
+    },
+    /// 404.
+    #[error("the API has no {endpoint} (404 Not Found{}): check the stream id and --base-url{}", code_suffix(.code), message_suffix(.message))]
+    NotFound {
+        endpoint: String,
+        code: Option<String>,
+        message: String,
+    },
+    /// 409.
+    #[error("the API reported a conflict at {endpoint} (409 Conflict{}){}", code_suffix(.code), message_suffix(.message))]
+    Conflict {
+        endpoint: String,
+        code: Option<String>,
+        message: String,
+    },
+    /// 410: anything under `/api/v1/`.
+    #[error("API v1 was removed; use {DEFAULT_BASE_URL} (--base-url) (410 Gone from {endpoint})")]
+    Gone { endpoint: String },
+    /// 422.
+    #[error("the API could not process {endpoint} (422 Unprocessable Entity{}){}", code_suffix(.code), message_suffix(.message))]
+    Unprocessable {
+        endpoint: String,
+        code: Option<String>,
+        message: String,
+    },
+    /// 429 with code `credits_exhausted`: waiting does not help.
+    #[error("the account's credits are exhausted (429 credits_exhausted from {endpoint}): waiting will not help; add credits, then run again{}", message_suffix(.message))]
+    CreditsExhausted { endpoint: String, message: String },
+    /// Another status that is neither success nor worth retrying.
+    #[error("the API answered {endpoint} with HTTP {status}{}{}", code_suffix(.code), message_suffix(.message))]
+    UnexpectedStatus {
+        endpoint: String,
+        status: u16,
+        code: Option<String>,
+        message: String,
+    },
+    /// 429 (rate limited) again and again, or a `Retry-After` longer than we are willing to wait.
+    #[error(
+        "the API kept answering 429 (rate limited) for {endpoint}: {waits} waits in a row, last `Retry-After` {last_wait_secs} s; another client may share the key, or lower --rate-limit; try again later"
+    )]
+    RateLimitedTooLong {
+        endpoint: String,
+        waits: u32,
+        last_wait_secs: u64,
+    },
+    /// A transient fault (5xx, timeout, dropped connection, cut body) that did not clear.
+    #[error(
+        "{endpoint} failed {attempts} times in a row (transient faults, retried with backoff); last: {last}"
+    )]
+    RetriesExhausted {
+        endpoint: String,
+        attempts: u32,
+        last: String,
+    },
+    /// The API kept answering with a body that is not the expected envelope.
+    #[error(
+        "the API answered something that is not a {what} at {endpoint} ({attempts} attempts): {detail}"
+    )]
+    Malformed {
+        endpoint: String,
+        /// What we expected, e.g. "leads page".
+        what: &'static str,
+        attempts: u32,
+        detail: String,
+    },
+    /// The HTTP client could not be built (TLS backend, options).
+    #[error("cannot set up the HTTP client: {0}")]
+    Client(String),
+}
+
+fn code_suffix(code: &Option<String>) -> String {
+    match code {
+        Some(c) => format!(", code `{c}`"),
+        None => String::new(),
+    }
+}
+
+fn message_suffix(message: &str) -> String {
+    if message.is_empty() {
+        String::new()
+    } else {
+        format!(": the API says \"{message}\"")
+    }
+}
+
+impl ApiError {
+    /// 401, 403, 410: the API refused us; the process exits 3.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            ApiError::Unauthorized { .. } | ApiError::Forbidden { .. } | ApiError::Gone { .. }
+        )
+    }
+
+    /// The process exit status this error calls for: 3 for a refusal, 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        if self.is_refusal() { 3 } else { 1 }
+    }
+
+    /// The HTTP status behind this error, when one status explains it.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ApiError::BadRequest { .. } => Some(400),
+            ApiError::Unauthorized { .. } => Some(401),
+            ApiError::Forbidden { .. } => Some(403),
+            ApiError::NotFound { .. } => Some(404),
+            ApiError::Conflict { .. } => Some(409),
+            ApiError::Gone { .. } => Some(410),
+            ApiError::Unprocessable { .. } => Some(422),
+            ApiError::CreditsExhausted { .. } | ApiError::RateLimitedTooLong { .. } => Some(429),
+            ApiError::UnexpectedStatus { status, .. } => Some(*status),
+            ApiError::RetriesExhausted { .. }
+            | ApiError::Malformed { .. }
+            | ApiError::Client(_) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_exit_3() {
+        let e = ApiError::Unauthorized {
+            endpoint: "/me".into(),
+        };
+        assert!(e.is_refusal());
+        assert_eq!(e.exit_code(), 3);
+        let e = ApiError::Gone {
+            endpoint: "/leads".into(),
+        };
+        assert!(e.is_refusal());
+        assert!(
+            e.to_string()
+                .contains("use https://www.catchthegoodones.com/api/v2 (--base-url)")
+        );
+        let e = ApiError::Forbidden {
+            endpoint: "/leads".into(),
+            code: Some("subscription_required".into()),
+            message: String::new(),
+        };
+        assert!(e.is_refusal());
+        assert!(e.to_string().contains("`subscription_required`"));
+        let e = ApiError::CreditsExhausted {
+            endpoint: "/leads".into(),
+            message: String::new(),
+        };
+        assert!(!e.is_refusal());
+        assert_eq!(e.exit_code(), 1);
+    }
+
+    #[test]
+    fn messages_say_what_to_do() {
+        let e = ApiError::Unauthorized {
+            endpoint: "/me".into(),
+        };
+        assert!(e.to_string().starts_with(
+            "the API key was refused (missing, malformed or revoked): check CTGO_API_KEY or --api-key-file"
+        ));
+        let e = ApiError::BadRequest {
+            endpoint: "/leads".into(),
+            code: Some("invalid_parameter".into()),
+            message: "limit must be at most 100".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "the API refused the request parameters of /leads (400 Bad Request, code `invalid_parameter`): limit must be at most 100"
+        );
+    }
+}

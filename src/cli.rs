@@ -1,0 +1,129 @@
+//! The command line, as clap parses it. Nothing here has side effects or checks meaning:
+//! [`crate::config`] turns these flags, the environment and the TOML file into a validated
+//! [`crate::config::JobConfig`].
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::simulator::SimulateArgs;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ctgo-export",
+    version,
+    about = "Export Catch The Good Ones leads and sync runs into SQLite, Parquet or CSV, incrementally and exactly once.",
+    after_help = "The API key comes from CTGO_API_KEY or --api-key-file, never from a flag.\nRUST_LOG=debug shows what the exporter does (the key never appears)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Export new and changed leads and sync runs into a destination.
+    Sync(SyncArgs),
+    /// List the export-job history of a destination, newest first.
+    Jobs(JobsArgs),
+    /// Verify the API key with GET /me.
+    Check(CheckArgs),
+    /// Print the Arrow schemas of the tables.
+    Schema(SchemaArgs),
+    /// Run the built-in API simulator.
+    Simulate(SimulateArgs),
+    /// Simulator + export into ./ctgo-demo, no key needed.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct SyncArgs {
+    /// Destination: sqlite:PATH, parquet:DIR or csv:DIR.
+    #[arg(long, env = "CTGO_DEST", value_name = "URI")]
+    pub dest: Option<String>,
+    /// API base URL (https; plain http only for loopback).
+    #[arg(long, env = "CTGO_BASE_URL", value_name = "URL")]
+    pub base_url: Option<String>,
+    /// Export only these streams (repeatable), through the per-stream endpoint.
+    #[arg(long = "stream", value_name = "ID")]
+    pub streams: Vec<i64>,
+    /// Tables to export, comma-separated: leads, sync_runs.
+    #[arg(long, env = "CTGO_TABLES", value_name = "LIST")]
+    pub tables: Option<String>,
+    /// How far before the cursor each run reads again (late arrivals), e.g. 15m, 1h.
+    #[arg(long, env = "CTGO_LOOKBACK", value_name = "DURATION")]
+    pub lookback: Option<String>,
+    /// Where the first run starts (ISO 8601); later runs follow the cursor.
+    #[arg(long, env = "CTGO_SINCE", value_name = "ISO8601")]
+    pub since: Option<String>,
+    /// Re-read everything and mark ids the API no longer returns as deleted.
+    #[arg(long)]
+    pub full_refresh: bool,
+    /// Print the job record as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Read the API key from this file (instead of CTGO_API_KEY).
+    #[arg(long, value_name = "PATH")]
+    pub api_key_file: Option<PathBuf>,
+    /// TOML file with sync settings (flags and environment override it).
+    #[arg(long, env = "CTGO_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Request budget per minute (the API allows 60); 0 = no limit (simulator only).
+    #[arg(long, env = "CTGO_REQUESTS_PER_MINUTE", value_name = "N")]
+    pub requests_per_minute: Option<u32>,
+    /// Write a UTF-8 byte order mark at the start of CSV files (for Excel).
+    #[arg(long)]
+    pub csv_bom: bool,
+    /// Leads per page (1..=500).
+    #[arg(long, value_name = "N", hide = true)]
+    pub page_size: Option<u32>,
+    /// Do not show a progress bar even on a terminal.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct JobsArgs {
+    /// Destination: sqlite:PATH, parquet:DIR or csv:DIR.
+    #[arg(long, env = "CTGO_DEST", value_name = "URI")]
+    pub dest: String,
+    /// How many jobs to list (1 to 1000).
+    #[arg(long, default_value_t = crate::config::DEFAULT_JOBS_LIMIT,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub limit: u32,
+    /// One JSON object per line on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    /// API base URL.
+    #[arg(long, env = "CTGO_BASE_URL", value_name = "URL")]
+    pub base_url: Option<String>,
+    /// Read the API key from this file (instead of CTGO_API_KEY).
+    #[arg(long, value_name = "PATH")]
+    pub api_key_file: Option<PathBuf>,
+    /// Print /me as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SchemaArgs {
+    /// leads, sync_runs, export_jobs or rejects; all when omitted.
+    pub table: Option<String>,
+    /// Print the schema file as shipped (JSON) instead of a table.
+    #[arg(long)]
+    pub raw: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Where to write the demo outputs.
+    #[arg(long, default_value = "ctgo-demo", value_name = "DIR")]
+    pub out: PathBuf,
+    /// How many leads the simulator serves.
+    #[arg(long, default_value_t = crate::demo::DEFAULT_DEMO_LEADS)]
+    pub leads: usize,
+}

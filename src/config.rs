@@ -1,0 +1,425 @@
+//! Turning flags + environment + TOML file into one validated [`JobConfig`].
+//!
+//! Precedence, highest first: command-line flags, environment variables (`CTGO_*`), the TOML
+//! file (`--config` / `CTGO_CONFIG`), then the named defaults below. clap already folds flags
+//! and environment together (a flag wins), so this module only has to fall back to the file.
+//! Everything with side effects sees only [`JobConfig`]: parsed URL, destination enum, durations.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use crate::api::{self, ApiKey};
+use crate::cli::SyncArgs;
+use crate::schema::Table;
+
+/// How far before the cursor each run reads again: the API's documented worst lateness.
+pub const DEFAULT_LOOKBACK: Duration = Duration::from_secs(15 * 60);
+/// Leads per page: the API's maximum.
+pub const DEFAULT_PAGE_SIZE: u32 = api::MAX_LEADS_LIMIT;
+/// Runs per page: the API's maximum.
+pub const DEFAULT_RUNS_PAGE_SIZE: u32 = api::MAX_RUNS_LIMIT;
+/// `jobs --limit` default.
+pub const DEFAULT_JOBS_LIMIT: u32 = 100;
+/// The environment variable that holds the key.
+pub const KEY_ENV: &str = "CTGO_API_KEY";
+
+/// A configuration problem: exit status 2.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "no API key: set {KEY_ENV} (or pass --api-key-file PATH); keys start with ctgo_ and are 45 characters"
+    )]
+    MissingKey,
+    #[error("the API key {origin} is not well-formed: {reason}")]
+    BadKey { origin: String, reason: String },
+    #[error("cannot read the API key file {path}: {source}")]
+    KeyFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "no destination: pass --dest sqlite:PATH, parquet:DIR or csv:DIR (or set dest in the config file)"
+    )]
+    MissingDest,
+    #[error("bad destination {0:?}: use sqlite:PATH, parquet:DIR or csv:DIR")]
+    BadDest(String),
+    #[error("bad base URL {url:?}: {reason}")]
+    BadBaseUrl { url: String, reason: String },
+    #[error("bad --tables {0:?}: use a comma-separated list of leads, sync_runs")]
+    BadTables(String),
+    #[error("bad --lookback {0:?}: use a duration such as 15m, 1h or 90s")]
+    BadLookback(String),
+    #[error("bad --since {0:?}: use an ISO 8601 timestamp such as 2026-06-01T00:00:00Z")]
+    BadSince(String),
+    #[error("bad page size {0}: use 1 to 500")]
+    BadPageSize(u32),
+    #[error("bad stream id {0}: stream ids are positive integers")]
+    BadStream(i64),
+    #[error("cannot read the config file {path}: {source}")]
+    FileRead {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("bad config file {path}: {message}")]
+    FileParse { path: PathBuf, message: String },
+}
+
+/// Where a job writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DestSpec {
+    Sqlite(PathBuf),
+    Parquet(PathBuf),
+    Csv(PathBuf),
+}
+
+impl DestSpec {
+    pub fn parse(s: &str) -> Result<DestSpec, ConfigError> {
+        let (kind, path) = s
+            .split_once(':')
+            .ok_or_else(|| ConfigError::BadDest(s.to_string()))?;
+        if path.is_empty() {
+            return Err(ConfigError::BadDest(s.to_string()));
+        }
+        let path = PathBuf::from(path);
+        match kind {
+            "sqlite" => Ok(DestSpec::Sqlite(path)),
+            "parquet" => Ok(DestSpec::Parquet(path)),
+            "csv" => Ok(DestSpec::Csv(path)),
+            _ => Err(ConfigError::BadDest(s.to_string())),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        match self {
+            DestSpec::Sqlite(p) | DestSpec::Parquet(p) | DestSpec::Csv(p) => p,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DestSpec::Sqlite(_) => "sqlite",
+            DestSpec::Parquet(_) => "parquet",
+            DestSpec::Csv(_) => "csv",
+        }
+    }
+
+    /// `kind:absolute-path`, stable for one destination (used for `source_connection_id`).
+    pub fn canonical(&self) -> String {
+        let p = self.path();
+        let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        format!("{}:{}", self.kind(), abs.display())
+    }
+}
+
+impl std::fmt::Display for DestSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.kind(), self.path().display())
+    }
+}
+
+/// The `sync` settings a TOML file may hold (every one of them).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub dest: Option<String>,
+    pub base_url: Option<String>,
+    pub api_key_file: Option<PathBuf>,
+    pub streams: Option<Vec<i64>>,
+    pub tables: Option<Vec<String>>,
+    pub lookback: Option<String>,
+    pub since: Option<String>,
+    pub full_refresh: Option<bool>,
+    pub json: Option<bool>,
+    pub requests_per_minute: Option<u32>,
+    pub csv_bom: Option<bool>,
+    pub page_size: Option<u32>,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::FileRead {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::FileParse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// Everything a `sync` job needs, validated.
+#[derive(Debug, Clone)]
+pub struct JobConfig {
+    pub dest: DestSpec,
+    pub base_url: reqwest::Url,
+    pub key: ApiKey,
+    pub streams: Vec<i64>,
+    pub tables: Vec<Table>,
+    pub lookback: Duration,
+    pub since: Option<DateTime<Utc>>,
+    pub full_refresh: bool,
+    pub json: bool,
+    pub requests_per_minute: u32,
+    pub csv_bom: bool,
+    pub page_size: u32,
+    pub runs_page_size: u32,
+    pub progress: bool,
+    pub max_retries: u32,
+    pub timeout: Duration,
+}
+
+impl JobConfig {
+    /// Flags (+ environment, folded in by clap) over the config file over defaults.
+    /// `env_key` is the value of `CTGO_API_KEY`, passed in so tests need not touch the process
+    /// environment.
+    pub fn resolve(args: &SyncArgs, env_key: Option<String>) -> Result<JobConfig, ConfigError> {
+        let file = match &args.config {
+            Some(p) => FileConfig::load(p)?,
+            None => FileConfig::default(),
+        };
+        let dest = args
+            .dest
+            .clone()
+            .or(file.dest)
+            .ok_or(ConfigError::MissingDest)?;
+        let dest = DestSpec::parse(&dest)?;
+        let base_url = resolve_base_url(args.base_url.clone().or(file.base_url))?;
+        let key_file = args.api_key_file.clone().or(file.api_key_file);
+        let key = resolve_key(args.api_key_file.is_some(), key_file, env_key)?;
+        let streams = if args.streams.is_empty() {
+            file.streams.unwrap_or_default()
+        } else {
+            args.streams.clone()
+        };
+        if let Some(bad) = streams.iter().find(|s| **s <= 0) {
+            return Err(ConfigError::BadStream(*bad));
+        }
+        let tables = match (&args.tables, file.tables) {
+            (Some(list), _) => parse_tables(list)?,
+            (None, Some(list)) => parse_tables(&list.join(","))?,
+            (None, None) => vec![Table::Leads, Table::SyncRuns],
+        };
+        let lookback = match args.lookback.clone().or(file.lookback) {
+            Some(s) => parse_duration(&s).ok_or(ConfigError::BadLookback(s))?,
+            None => DEFAULT_LOOKBACK,
+        };
+        let since = match args.since.clone().or(file.since) {
+            Some(s) => Some(parse_since(&s).ok_or(ConfigError::BadSince(s))?),
+            None => None,
+        };
+        let page_size = args
+            .page_size
+            .or(file.page_size)
+            .unwrap_or(DEFAULT_PAGE_SIZE);
+        if !(1..=api::MAX_LEADS_LIMIT).contains(&page_size) {
+            return Err(ConfigError::BadPageSize(page_size));
+        }
+        Ok(JobConfig {
+            dest,
+            base_url,
+            key,
+            streams,
+            tables,
+            lookback,
+            since,
+            full_refresh: args.full_refresh || file.full_refresh.unwrap_or(false),
+            json: args.json || file.json.unwrap_or(false),
+            requests_per_minute: args
+                .requests_per_minute
+                .or(file.requests_per_minute)
+                .unwrap_or(api::DEFAULT_REQUESTS_PER_MINUTE),
+            csv_bom: args.csv_bom || file.csv_bom.unwrap_or(false),
+            page_size,
+            runs_page_size: DEFAULT_RUNS_PAGE_SIZE,
+            progress: !args.no_progress,
+            max_retries: api::DEFAULT_MAX_RETRIES,
+            timeout: api::DEFAULT_TIMEOUT,
+        })
+    }
+
+    pub fn client_options(&self) -> api::ClientOptions {
+        api::ClientOptions {
+            base_url: self.base_url.clone(),
+            requests_per_minute: self.requests_per_minute,
+            max_retries: self.max_retries,
+            timeout: self.timeout,
+        }
+    }
+}
+
+/// The base URL: given, or the documented default.
+pub fn resolve_base_url(given: Option<String>) -> Result<reqwest::Url, ConfigError> {
+    let url = given.unwrap_or_else(|| api::DEFAULT_BASE_URL.to_string());
+    api::parse_base_url(&url).map_err(|reason| ConfigError::BadBaseUrl { url, reason })
+}
+
+/// The key: `--api-key-file` (flag) over `CTGO_API_KEY` over `api_key_file` (config file).
+pub fn resolve_key(
+    key_file_from_flag: bool,
+    key_file: Option<PathBuf>,
+    env_key: Option<String>,
+) -> Result<ApiKey, ConfigError> {
+    let from_file = |path: PathBuf| -> Result<ApiKey, ConfigError> {
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::KeyFile {
+            path: path.clone(),
+            source,
+        })?;
+        ApiKey::parse(&text).map_err(|reason| ConfigError::BadKey {
+            origin: format!("in {}", path.display()),
+            reason,
+        })
+    };
+    let env_key = env_key.filter(|k| !k.trim().is_empty());
+    match (key_file, env_key) {
+        (Some(path), _) if key_file_from_flag => from_file(path),
+        (_, Some(k)) => ApiKey::parse(&k).map_err(|reason| ConfigError::BadKey {
+            origin: format!("in {KEY_ENV}"),
+            reason,
+        }),
+        (Some(path), None) => from_file(path),
+        (None, None) => Err(ConfigError::MissingKey),
+    }
+}
+
+fn parse_tables(list: &str) -> Result<Vec<Table>, ConfigError> {
+    let mut out = Vec::new();
+    for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        match Table::from_name(name) {
+            Some(t @ (Table::Leads | Table::SyncRuns)) => {
+                if !out.contains(&t) {
+                    out.push(t)
+                }
+            }
+            _ => return Err(ConfigError::BadTables(list.to_string())),
+        }
+    }
+    if out.is_empty() {
+        return Err(ConfigError::BadTables(list.to_string()));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// `15m`, `1h`, `90s`, `1h 30m`, `0s`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    humantime::parse_duration(s.trim()).ok()
+}
+
+/// RFC 3339 (`2026-06-01T00:00:00Z`, offsets allowed) or a bare date (`2026-06-01`, midnight UTC).
+pub fn parse_since(s: &str) -> Option<DateTime<Utc>> {
+    let s = s.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "ctgo_0123456789abcdefghijklmnopqrstuvwxyzABCD";
+
+    fn args(dest: &str) -> SyncArgs {
+        SyncArgs {
+            dest: Some(dest.to_string()),
+            base_url: Some("http://127.0.0.1:9/api/v2".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn destinations_parse() {
+        assert_eq!(
+            DestSpec::parse("sqlite:a.db").unwrap(),
+            DestSpec::Sqlite("a.db".into())
+        );
+        assert_eq!(
+            DestSpec::parse("parquet:/x").unwrap(),
+            DestSpec::Parquet("/x".into())
+        );
+        assert!(DestSpec::parse("mysql:x").is_err());
+        assert!(DestSpec::parse("sqlite:").is_err());
+        assert!(DestSpec::parse("leads.db").is_err());
+    }
+
+    #[test]
+    fn missing_key_names_the_variable() {
+        let err = JobConfig::resolve(&args("sqlite:x.db"), None).unwrap_err();
+        assert!(err.to_string().contains("CTGO_API_KEY"), "{err}");
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let cfg = JobConfig::resolve(&args("sqlite:x.db"), Some(KEY.into())).unwrap();
+        assert_eq!(cfg.lookback, DEFAULT_LOOKBACK);
+        assert_eq!(cfg.tables, vec![Table::Leads, Table::SyncRuns]);
+        assert_eq!(cfg.page_size, 500);
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "dest = \"csv:out\"\nlookback = \"1h\"\ntables = [\"leads\"]\nstreams = [4]\n",
+        )
+        .unwrap();
+        let mut a = args("sqlite:x.db");
+        a.config = Some(file.clone());
+        a.lookback = Some("20m".into());
+        let cfg = JobConfig::resolve(&a, Some(KEY.into())).unwrap();
+        assert_eq!(cfg.dest, DestSpec::Sqlite("x.db".into()), "flag wins");
+        assert_eq!(cfg.lookback, Duration::from_secs(1200), "flag wins");
+        assert_eq!(cfg.tables, vec![Table::Leads], "file used");
+        assert_eq!(cfg.streams, vec![4]);
+        a.dest = None;
+        let cfg = JobConfig::resolve(&a, Some(KEY.into())).unwrap();
+        assert_eq!(cfg.dest, DestSpec::Csv("out".into()));
+
+        std::fs::write(&file, "dest = \"csv:out\"\nbogus = 1\n").unwrap();
+        assert!(matches!(
+            JobConfig::resolve(&a, Some(KEY.into())),
+            Err(ConfigError::FileParse { .. })
+        ));
+    }
+
+    #[test]
+    fn the_sample_config_file_is_valid() {
+        let file: FileConfig = toml::from_str(include_str!("../samples/ctgo-export.toml")).unwrap();
+        assert!(DestSpec::parse(file.dest.as_deref().unwrap()).is_ok());
+        assert!(parse_duration(file.lookback.as_deref().unwrap()).is_some());
+        parse_tables(&file.tables.unwrap().join(",")).unwrap();
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors() {
+        let mut a = args("sqlite:x.db");
+        a.lookback = Some("soon".into());
+        assert!(matches!(
+            JobConfig::resolve(&a, Some(KEY.into())),
+            Err(ConfigError::BadLookback(_))
+        ));
+        let mut a = args("sqlite:x.db");
+        a.tables = Some("leads,users".into());
+        assert!(JobConfig::resolve(&a, Some(KEY.into())).is_err());
+        let mut a = args("sqlite:x.db");
+        a.since = Some("yesterday".into());
+        assert!(JobConfig::resolve(&a, Some(KEY.into())).is_err());
+        let mut a = args("sqlite:x.db");
+        a.base_url = Some("http://example.com/api/v2".into());
+        assert!(matches!(
+            JobConfig::resolve(&a, Some(KEY.into())),
+            Err(ConfigError::BadBaseUrl { .. })
+        ));
+        assert_eq!(
+            parse_since("2026-06-01").unwrap().to_rfc3339(),
+            "2026-06-01T00:00:00+00:00"
+        );
+    }
+}

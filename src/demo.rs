@@ -1,0 +1,110 @@
+//! `ctgo-export demo`: the built-in simulator, exported into `./ctgo-demo/leads.db`, then a
+//! second, incremental export after the simulated API changed; no key and no network needed.
+
+use std::path::Path;
+
+use anyhow::Context;
+
+use crate::cli::DemoArgs;
+use crate::config::{DestSpec, JobConfig};
+use crate::extract::{self, Cancel, JobOutcome, exit};
+use crate::simulator::{SimConfig, Simulator};
+
+/// Leads the demo's simulator serves.
+pub const DEFAULT_DEMO_LEADS: usize = 5_000;
+/// A well-formed key the demo's in-process simulator accepts (it is no real key).
+pub const DEMO_KEY: &str = "ctgo_demo000000000000000000000000000000000000";
+
+/// The config of one demo export into `dest`.
+pub fn demo_config(base_url: &str, dest: DestSpec) -> anyhow::Result<JobConfig> {
+    let args = crate::cli::SyncArgs {
+        dest: Some(dest.to_string()),
+        base_url: Some(base_url.to_string()),
+        requests_per_minute: Some(0),
+        no_progress: true,
+        ..Default::default()
+    };
+    Ok(JobConfig::resolve(&args, Some(DEMO_KEY.to_string()))?)
+}
+
+async fn export(base_url: &str, dest: DestSpec) -> anyhow::Result<JobOutcome> {
+    let cfg = demo_config(base_url, dest.clone())?;
+    extract::run_sync(cfg, Cancel::new())
+        .await
+        .with_context(|| format!("exporting into {dest}"))
+}
+
+fn describe(label: &str, o: &JobOutcome) -> String {
+    let j = &o.job;
+    let mut s = format!(
+        "{label}: {} in {:.2} s with {} API requests: {} inserted, {} updated, {} failed (quarantined in rejects)",
+        j.status,
+        j.duration_seconds.unwrap_or_default(),
+        o.requests,
+        j.entities_inserted,
+        j.entities_updated,
+        j.entities_failed
+    );
+    for (t, c) in &j.tables {
+        s += &format!(
+            "\n    {t}: {} inserted, {} updated, {} failed",
+            c.inserted, c.updated, c.failed
+        );
+    }
+    s
+}
+
+pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let db = args.out.join("leads.db");
+    let mut cfg = SimConfig::new(args.leads, 7);
+    cfg.malformed_every = Some(997);
+    let sim = Simulator::start(cfg).context("starting the built-in simulator")?;
+    let base = sim.base_url();
+    eprintln!(
+        "Simulator on {base} serving {} leads; exporting into sqlite:{}",
+        args.leads,
+        db.display()
+    );
+
+    let first = export(&base, DestSpec::Sqlite(db.clone())).await?;
+    eprintln!("{}", describe("First export ", &first));
+    if first.exit_code != exit::COMPLETED {
+        return Ok(first.exit_code);
+    }
+
+    // The API moves on: new leads, a late one, leads exported in the product, runs finishing.
+    let added = sim.add_leads(40);
+    sim.add_late_leads(3, 10);
+    sim.mark_exported(&sim.lead_ids()[..5]);
+    sim.complete_runs();
+    let second = export(&base, DestSpec::Sqlite(db.clone())).await?;
+    eprintln!("{}", describe("Second export", &second));
+
+    summary(&db, added.len())?;
+    eprintln!(
+        "\nTry:  sqlite3 {} 'SELECT handle, follower_count, discovered_at FROM leads ORDER BY discovered_at DESC LIMIT 5'",
+        db.display()
+    );
+    eprintln!(
+        "      cargo run --release -- jobs --dest sqlite:{}",
+        db.display()
+    );
+    Ok(second.exit_code)
+}
+
+fn summary(db: &Path, _added: usize) -> anyhow::Result<()> {
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let count = |sql: &str| -> anyhow::Result<i64> { Ok(conn.query_row(sql, [], |r| r.get(0))?) };
+    eprintln!(
+        "\n{} now holds {} leads, {} sync runs, {} rejects and {} export jobs.",
+        db.display(),
+        count("SELECT count(*) FROM leads")?,
+        count("SELECT count(*) FROM sync_runs")?,
+        count("SELECT count(*) FROM rejects")?,
+        count("SELECT count(*) FROM export_jobs")?,
+    );
+    Ok(())
+}

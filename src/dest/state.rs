@@ -1,0 +1,541 @@
+//! The state store: cursor, dedup state and job ledger, in SQLite beside the data.
+//!
+//! For the SQLite destination this is the destination file itself, so data, cursor and dedup
+//! state commit in one transaction. For the file destinations it is a hidden SQLite file inside
+//! the output directory (`.ctgo-state.db`) that also records which data files a commit
+//! published, so that a crash between writing a file and committing is repaired on the next start.
+//!
+//! Staging model: every change goes into one open transaction (`BEGIN IMMEDIATE`, opened on the
+//! first change); [`StateStore::commit`] makes all of it durable at once (WAL,
+//! `synchronous=FULL`), [`StateStore::rollback`] discards all of it. Lookups see staged
+//! changes, so dedup works across the pages of one uncommitted batch.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::rc::Rc;
+
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::job::{JobRecord, JobStatus, TableCounts, format_ts, parse_ts};
+use crate::mapping::RowKey;
+use crate::schema::Table;
+
+/// Bumped when the layout of the hidden tables changes.
+pub const STATE_VERSION: i64 = 1;
+
+/// What the store knows about one id of one table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seen {
+    pub hash: u128,
+    pub finished: bool,
+    pub deleted: bool,
+}
+
+/// How a mapped row compares with what was committed before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Insert,
+    Update,
+    Unchanged,
+}
+
+impl Seen {
+    pub fn change_for(seen: Option<&Seen>, hash: u128) -> Change {
+        match seen {
+            None => Change::Insert,
+            Some(s) if s.hash != hash || s.deleted => Change::Update,
+            Some(_) => Change::Unchanged,
+        }
+    }
+}
+
+/// A data file recorded by a commit (file destinations).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRecord {
+    pub table: String,
+    pub staged: String,
+    pub final_name: String,
+    pub job_id: String,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+pub struct StateStore {
+    conn: Connection,
+    in_tx: bool,
+}
+
+fn hash_bytes(h: u128) -> [u8; 16] {
+    h.to_be_bytes()
+}
+
+fn hash_from(v: &[u8]) -> u128 {
+    let mut b = [0u8; 16];
+    let n = v.len().min(16);
+    b[..n].copy_from_slice(&v[..n]);
+    u128::from_be_bytes(b)
+}
+
+impl StateStore {
+    /// Open (creating if needed) the store in `path`.
+    pub fn open(path: &Path) -> rusqlite::Result<StateStore> {
+        let conn = Connection::open(path)?;
+        Self::init(conn)
+    }
+
+    /// Open an existing store read-only (for `jobs` while a job may be running).
+    pub fn open_read_only(path: &Path) -> rusqlite::Result<StateStore> {
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        Ok(StateStore { conn, in_tx: false })
+    }
+
+    fn init(conn: Connection) -> rusqlite::Result<StateStore> {
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        rusqlite::vtab::array::load_module(&conn)?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS _ctgo_meta(
+                 key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS _ctgo_cursor(
+                 scope TEXT PRIMARY KEY, cursor_ms INTEGER NOT NULL,
+                 job_id TEXT NOT NULL, updated_at TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS _ctgo_seen(
+                 tbl TEXT NOT NULL, id INTEGER NOT NULL, hash BLOB NOT NULL,
+                 stream_id INTEGER, cursor_ms INTEGER, finished INTEGER NOT NULL, deleted INTEGER NOT NULL DEFAULT 0,
+                 last_job TEXT NOT NULL, PRIMARY KEY(tbl, id)) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS _ctgo_reject_seen(
+                 hash BLOB PRIMARY KEY) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS _ctgo_files(
+                 tbl TEXT NOT NULL, staged TEXT NOT NULL, final TEXT NOT NULL PRIMARY KEY,
+                 job_id TEXT NOT NULL, rows INTEGER NOT NULL, bytes INTEGER NOT NULL DEFAULT 0,
+                 published INTEGER NOT NULL DEFAULT 0);",
+        )?;
+        conn.execute(
+            "INSERT OR IGNORE INTO _ctgo_meta(key, value) VALUES ('state_version', ?1)",
+            [STATE_VERSION.to_string()],
+        )?;
+        let mut store = StateStore { conn, in_tx: false };
+        store.create_table(Table::ExportJobs, Some("id"))?;
+        Ok(store)
+    }
+
+    /// The connection, for destinations that keep their data in the same file.
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Create `table` from its Arrow schema if missing. `key` becomes the primary key.
+    pub fn create_table(&mut self, table: Table, key: Option<&str>) -> rusqlite::Result<()> {
+        let schema = table.schema();
+        let cols: Vec<String> = schema
+            .fields()
+            .iter()
+            .map(|f| {
+                let ty = super::sqlite_type(f.data_type());
+                let pk = if Some(f.name().as_str()) == key {
+                    " PRIMARY KEY"
+                } else {
+                    ""
+                };
+                let nn = if !f.is_nullable() && pk.is_empty() {
+                    " NOT NULL"
+                } else {
+                    ""
+                };
+                format!("\"{}\" {ty}{pk}{nn}", f.name())
+            })
+            .collect();
+        self.conn.execute_batch(&format!(
+            "CREATE TABLE IF NOT EXISTS \"{}\"({})",
+            table.name(),
+            cols.join(", ")
+        ))
+    }
+
+    /// Open the staging transaction if it is not open yet.
+    pub fn begin(&mut self) -> rusqlite::Result<()> {
+        if !self.in_tx {
+            self.conn.execute_batch("BEGIN IMMEDIATE")?;
+            self.in_tx = true;
+        }
+        Ok(())
+    }
+
+    pub fn in_transaction(&self) -> bool {
+        self.in_tx
+    }
+
+    /// Make every staged change durable.
+    pub fn commit(&mut self) -> rusqlite::Result<()> {
+        if self.in_tx {
+            crate::fault::point("state.commit.before");
+            self.conn.execute_batch("COMMIT")?;
+            self.in_tx = false;
+            crate::fault::point("state.commit.after");
+        }
+        Ok(())
+    }
+
+    /// Discard every staged change.
+    pub fn rollback(&mut self) -> rusqlite::Result<()> {
+        if self.in_tx {
+            self.in_tx = false;
+            self.conn.execute_batch("ROLLBACK")?;
+        }
+        Ok(())
+    }
+
+    // ---- cursor -------------------------------------------------------------------------
+
+    pub fn cursor(&self, scope: &str) -> rusqlite::Result<Option<i64>> {
+        self.conn
+            .query_row(
+                "SELECT cursor_ms FROM _ctgo_cursor WHERE scope = ?1",
+                [scope],
+                |r| r.get(0),
+            )
+            .optional()
+    }
+
+    pub fn set_cursor(
+        &mut self,
+        scope: &str,
+        cursor_ms: i64,
+        job_id: &str,
+    ) -> rusqlite::Result<()> {
+        self.begin()?;
+        self.conn.execute(
+            "INSERT INTO _ctgo_cursor(scope, cursor_ms, job_id, updated_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(scope) DO UPDATE SET cursor_ms = excluded.cursor_ms,
+                 job_id = excluded.job_id, updated_at = excluded.updated_at",
+            params![scope, cursor_ms, job_id, format_ts(&chrono::Utc::now())],
+        )?;
+        Ok(())
+    }
+
+    // ---- dedup state --------------------------------------------------------------------
+
+    /// What was committed (or staged) for these ids.
+    pub fn lookup(&self, table: Table, ids: &[i64]) -> rusqlite::Result<HashMap<i64, Seen>> {
+        let mut out = HashMap::with_capacity(ids.len());
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let list: Rc<Vec<Value>> = Rc::new(ids.iter().map(|i| Value::Integer(*i)).collect());
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, hash, finished, deleted FROM _ctgo_seen
+             WHERE tbl = ?1 AND id IN rarray(?2)",
+        )?;
+        let rows = stmt.query_map(params![table.name(), list], |r| {
+            let hash: Vec<u8> = r.get(1)?;
+            Ok((
+                r.get::<_, i64>(0)?,
+                Seen {
+                    hash: hash_from(&hash),
+                    finished: r.get::<_, i64>(2)? != 0,
+                    deleted: r.get::<_, i64>(3)? != 0,
+                },
+            ))
+        })?;
+        for row in rows {
+            let (id, seen) = row?;
+            out.insert(id, seen);
+        }
+        Ok(out)
+    }
+
+    /// Record these rows as the committed version (staged until commit).
+    pub fn upsert_seen(
+        &mut self,
+        table: Table,
+        keys: &[RowKey],
+        job_id: &str,
+    ) -> rusqlite::Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.begin()?;
+        let mut stmt = self.conn.prepare_cached(
+            "INSERT INTO _ctgo_seen(tbl, id, hash, stream_id, cursor_ms, finished, deleted, last_job)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7)
+             ON CONFLICT(tbl, id) DO UPDATE SET hash = excluded.hash,
+                 stream_id = excluded.stream_id, cursor_ms = excluded.cursor_ms,
+                 finished = excluded.finished, deleted = 0, last_job = excluded.last_job",
+        )?;
+        for k in keys {
+            stmt.execute(params![
+                table.name(),
+                k.id,
+                &hash_bytes(k.hash)[..],
+                k.stream_id,
+                k.cursor_ms,
+                k.finished as i64,
+                job_id
+            ])?;
+        }
+        Ok(())
+    }
+
+    /// Note that these ids were seen, unchanged, by this job (full refresh needs it to tell
+    /// which ids the API no longer returns).
+    pub fn touch_seen(&mut self, table: Table, ids: &[i64], job_id: &str) -> rusqlite::Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.begin()?;
+        let list: Rc<Vec<Value>> = Rc::new(ids.iter().map(|i| Value::Integer(*i)).collect());
+        self.conn.execute(
+            "UPDATE _ctgo_seen SET last_job = ?3 WHERE tbl = ?1 AND id IN rarray(?2)",
+            params![table.name(), list, job_id],
+        )?;
+        Ok(())
+    }
+
+    /// Ids of `table` not seen by `job_id`, not yet marked deleted, within `streams` (all when
+    /// empty).
+    pub fn unseen_ids(
+        &self,
+        table: Table,
+        job_id: &str,
+        streams: &[i64],
+    ) -> rusqlite::Result<Vec<i64>> {
+        let list: Rc<Vec<Value>> = Rc::new(streams.iter().map(|i| Value::Integer(*i)).collect());
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id FROM _ctgo_seen WHERE tbl = ?1 AND last_job <> ?2 AND deleted = 0
+               AND (?3 = 0 OR stream_id IN rarray(?4)) ORDER BY id",
+        )?;
+        let rows = stmt.query_map(
+            params![table.name(), job_id, streams.len() as i64, list],
+            |r| r.get(0),
+        )?;
+        rows.collect()
+    }
+
+    pub fn mark_seen_deleted(
+        &mut self,
+        table: Table,
+        ids: &[i64],
+        job_id: &str,
+    ) -> rusqlite::Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.begin()?;
+        let list: Rc<Vec<Value>> = Rc::new(ids.iter().map(|i| Value::Integer(*i)).collect());
+        self.conn.execute(
+            "UPDATE _ctgo_seen SET deleted = 1, last_job = ?3 WHERE tbl = ?1 AND id IN rarray(?2)",
+            params![table.name(), list, job_id],
+        )?;
+        Ok(())
+    }
+
+    /// Runs that were not finished when last extracted.
+    pub fn unfinished_runs(&self) -> rusqlite::Result<Vec<i64>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id FROM _ctgo_seen WHERE tbl = 'sync_runs' AND finished = 0 AND deleted = 0",
+        )?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        rows.collect()
+    }
+
+    /// How many ids of `table` the store knows.
+    pub fn seen_count(&self, table: Table) -> rusqlite::Result<i64> {
+        self.conn.query_row(
+            "SELECT count(*) FROM _ctgo_seen WHERE tbl = ?1",
+            [table.name()],
+            |r| r.get(0),
+        )
+    }
+
+    /// True the first time a reject with this content hash is recorded (so a malformed record
+    /// that stays in the lookback window is counted once, not on every run).
+    pub fn first_reject(&mut self, hash: u128) -> rusqlite::Result<bool> {
+        self.begin()?;
+        let n = self.conn.execute(
+            "INSERT OR IGNORE INTO _ctgo_reject_seen(hash) VALUES (?1)",
+            [&hash_bytes(hash)[..]],
+        )?;
+        Ok(n == 1)
+    }
+
+    // ---- staged files (file destinations) ------------------------------------------------
+
+    /// Stage the record of a data file: once committed, `staged` (a hidden name, already
+    /// written and fsynced, `bytes` long) belongs to the destination and must end up at
+    /// `final_name`. Recording the same `final_name` again updates it (a file that grows
+    /// commit by commit, as the CSV destination's per-job files do).
+    pub fn record_file(
+        &mut self,
+        table: &str,
+        staged: &str,
+        final_name: &str,
+        job_id: &str,
+        rows: u64,
+        bytes: u64,
+    ) -> rusqlite::Result<()> {
+        self.begin()?;
+        self.conn.execute(
+            "INSERT INTO _ctgo_files(tbl, staged, final, job_id, rows, bytes, published)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)
+             ON CONFLICT(final) DO UPDATE SET staged = excluded.staged, rows = excluded.rows,
+                 bytes = excluded.bytes, published = 0",
+            params![table, staged, final_name, job_id, rows as i64, bytes as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Files committed but not yet known to be in place.
+    pub fn unpublished_files(&self) -> rusqlite::Result<Vec<FileRecord>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT tbl, staged, final, job_id, rows, bytes FROM _ctgo_files WHERE published = 0",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(FileRecord {
+                table: r.get(0)?,
+                staged: r.get(1)?,
+                final_name: r.get(2)?,
+                job_id: r.get(3)?,
+                rows: r.get::<_, i64>(4)? as u64,
+                bytes: r.get::<_, i64>(5)? as u64,
+            })
+        })?;
+        rows.collect()
+    }
+
+    /// The latest cursor value (`discoveredAt` / `triggeredAt`, ms) recorded for these ids.
+    pub fn seen_cursors(
+        &self,
+        table: Table,
+        ids: &[i64],
+    ) -> rusqlite::Result<HashMap<i64, Option<i64>>> {
+        let list: Rc<Vec<Value>> = Rc::new(ids.iter().map(|i| Value::Integer(*i)).collect());
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, cursor_ms FROM _ctgo_seen WHERE tbl = ?1 AND id IN rarray(?2)",
+        )?;
+        let rows = stmt.query_map(params![table.name(), list], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect()
+    }
+
+    /// Every staged name a committed file record mentions (recovery keeps these).
+    pub fn known_staged(&self) -> rusqlite::Result<Vec<String>> {
+        let mut stmt = self.conn.prepare("SELECT staged FROM _ctgo_files")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        rows.collect()
+    }
+
+    pub fn mark_published(&mut self, final_name: &str) -> rusqlite::Result<()> {
+        self.conn.execute(
+            "UPDATE _ctgo_files SET published = 1 WHERE final = ?1",
+            [final_name],
+        )?;
+        Ok(())
+    }
+
+    // ---- job ledger ---------------------------------------------------------------------
+
+    /// Insert or update the job's row (inside the staging transaction if one is open, so job
+    /// counts commit together with the data they count).
+    pub fn save_job(&mut self, job: &JobRecord) -> rusqlite::Result<()> {
+        let tables = serde_json::to_string(&job.tables).unwrap_or_else(|_| "{}".into());
+        let details = job.error_details.as_ref().map(|d| d.to_string());
+        self.conn.execute(
+            "INSERT INTO export_jobs(id, source_connection_id, status, started_at, completed_at,
+                 duration_seconds, entities_inserted, entities_updated, entities_deleted,
+                 entities_failed, error, error_details, tables)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+             ON CONFLICT(id) DO UPDATE SET status = excluded.status,
+                 completed_at = excluded.completed_at, duration_seconds = excluded.duration_seconds,
+                 entities_inserted = excluded.entities_inserted,
+                 entities_updated = excluded.entities_updated,
+                 entities_deleted = excluded.entities_deleted,
+                 entities_failed = excluded.entities_failed, error = excluded.error,
+                 error_details = excluded.error_details, tables = excluded.tables",
+            params![
+                job.id,
+                job.source_connection_id,
+                job.status.as_str(),
+                format_ts(&job.started_at),
+                job.completed_at.as_ref().map(format_ts),
+                job.duration_seconds,
+                job.entities_inserted as i64,
+                job.entities_updated as i64,
+                job.entities_deleted as i64,
+                job.entities_failed as i64,
+                job.error,
+                details,
+                tables
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Jobs newest first.
+    pub fn jobs(&self, limit: u32) -> rusqlite::Result<Vec<JobRecord>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, source_connection_id, status, started_at, completed_at, duration_seconds,
+                    entities_inserted, entities_updated, entities_deleted, entities_failed,
+                    error, error_details, tables
+             FROM export_jobs ORDER BY started_at DESC, id DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([limit], row_to_job)?;
+        rows.collect()
+    }
+
+    pub fn job(&self, id: &str) -> rusqlite::Result<Option<JobRecord>> {
+        self.conn
+            .query_row(
+                "SELECT id, source_connection_id, status, started_at, completed_at,
+                        duration_seconds, entities_inserted, entities_updated, entities_deleted,
+                        entities_failed, error, error_details, tables
+                 FROM export_jobs WHERE id = ?1",
+                [id],
+                row_to_job,
+            )
+            .optional()
+    }
+
+    /// Jobs a crash left unfinished.
+    pub fn unfinished_jobs(&self) -> rusqlite::Result<Vec<JobRecord>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, source_connection_id, status, started_at, completed_at, duration_seconds,
+                    entities_inserted, entities_updated, entities_deleted, entities_failed,
+                    error, error_details, tables
+             FROM export_jobs WHERE status IN ('PENDING', 'RUNNING', 'CANCELLING')",
+        )?;
+        let rows = stmt.query_map([], row_to_job)?;
+        rows.collect()
+    }
+}
+
+fn row_to_job(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
+    let status: String = r.get(2)?;
+    let started: String = r.get(3)?;
+    let completed: Option<String> = r.get(4)?;
+    let details: Option<String> = r.get(11)?;
+    let tables: Option<String> = r.get(12)?;
+    Ok(JobRecord {
+        id: r.get(0)?,
+        source_connection_id: r.get(1)?,
+        status: JobStatus::parse(&status).unwrap_or(JobStatus::Failed),
+        started_at: parse_ts(&started).unwrap_or_default(),
+        completed_at: completed.as_deref().and_then(parse_ts),
+        duration_seconds: r.get(5)?,
+        entities_inserted: r.get::<_, i64>(6)? as u64,
+        entities_updated: r.get::<_, i64>(7)? as u64,
+        entities_deleted: r.get::<_, i64>(8)? as u64,
+        entities_failed: r.get::<_, i64>(9)? as u64,
+        error: r.get(10)?,
+        error_details: details.and_then(|d| serde_json::from_str(&d).ok()),
+        tables: tables
+            .and_then(|t| {
+                serde_json::from_str::<std::collections::BTreeMap<String, TableCounts>>(&t).ok()
+            })
+            .unwrap_or_default(),
+    })
+}

@@ -1,0 +1,147 @@
+//! One page of records through mapping, dedup and staging.
+//!
+//! Each record is mapped; its id and content hash are compared with the destination's state:
+//! an id never written before is an insert, a known id with another hash (or one marked
+//! deleted) is an update, the same content is neither and writes nothing. Only inserts and
+//! updates reach the destination, and their dedup state is staged in the same transaction as
+//! the rows, so a crash keeps both or neither. Rejects are counted once per distinct record.
+
+use std::collections::HashMap;
+
+use arrow_array::BooleanArray;
+use serde_json::value::RawValue;
+use xxhash_rust::xxh3::xxh3_128;
+
+use crate::dest::{Change, DestError, Destination, Seen};
+use crate::job::TableCounts;
+use crate::mapping::{self, MapContext, RowKey};
+use crate::schema::Table;
+
+/// What one page did.
+#[derive(Debug, Default)]
+pub struct PageOutcome {
+    pub counts: TableCounts,
+    /// Newest cursor value (`discoveredAt` / `triggeredAt`) among the mapped rows.
+    pub max_cursor_ms: Option<i64>,
+    /// Ids of every mapped row, in page order.
+    pub ids: Vec<i64>,
+    /// Cursor values in page order (None where missing).
+    pub cursors: Vec<Option<i64>>,
+    /// Mapped rows that were neither new nor changed.
+    pub unchanged: usize,
+}
+
+impl PageOutcome {
+    pub fn changed(&self) -> u64 {
+        self.counts.inserted + self.counts.updated
+    }
+
+    /// True when the page's cursor values never increase (the API lists newest first).
+    pub fn newest_first(&self) -> bool {
+        let c: Vec<i64> = self.cursors.iter().flatten().copied().collect();
+        c.windows(2).all(|w| w[0] >= w[1])
+    }
+}
+
+/// Map, dedup and stage one page. Does not commit.
+pub fn stage_page(
+    dest: &mut dyn Destination,
+    table: Table,
+    records: &[&RawValue],
+    ctx: &MapContext,
+    touch_unchanged: bool,
+) -> Result<PageOutcome, DestError> {
+    let mapped = match table {
+        Table::Leads => mapping::map_leads(records, ctx),
+        Table::SyncRuns => mapping::map_runs(records, ctx),
+        _ => unreachable!("only leads and sync_runs are extracted"),
+    };
+    let ids: Vec<i64> = mapped.keys.iter().map(|k| k.id).collect();
+    let seen = dest
+        .state()
+        .lookup(table, &ids)
+        .map_err(DestError::sql("reading dedup state"))?;
+
+    let mut out = PageOutcome {
+        ids,
+        cursors: mapped.keys.iter().map(|k| k.cursor_ms).collect(),
+        ..PageOutcome::default()
+    };
+    // A page may hold the same id twice (offsets shifting under us): the later one compares
+    // with the earlier one, not with the committed state.
+    let mut in_page: HashMap<i64, Seen> = HashMap::new();
+    let mut keep = Vec::with_capacity(mapped.keys.len());
+    let mut kept: Vec<RowKey> = Vec::new();
+    let mut unchanged_ids = Vec::new();
+    for key in &mapped.keys {
+        out.max_cursor_ms = out.max_cursor_ms.max(key.cursor_ms);
+        let prev = in_page.get(&key.id).or_else(|| seen.get(&key.id));
+        let change = Seen::change_for(prev, key.hash);
+        match change {
+            Change::Insert => out.counts.inserted += 1,
+            Change::Update => out.counts.updated += 1,
+            Change::Unchanged => {
+                out.unchanged += 1;
+                unchanged_ids.push(key.id);
+            }
+        }
+        let write = change != Change::Unchanged;
+        keep.push(write);
+        if write {
+            kept.push(*key);
+            in_page.insert(
+                key.id,
+                Seen {
+                    hash: key.hash,
+                    finished: key.finished,
+                    deleted: false,
+                },
+            );
+        }
+    }
+
+    if !kept.is_empty() {
+        let rows = if kept.len() == mapped.keys.len() {
+            mapped.batch
+        } else {
+            arrow_select::filter::filter_record_batch(&mapped.batch, &BooleanArray::from(keep))
+                .map_err(|e| DestError::Format {
+                    what: table.name().into(),
+                    message: e.to_string(),
+                })?
+        };
+        dest.write(table, &rows)?;
+        dest.state()
+            .upsert_seen(table, &kept, &ctx.job_id)
+            .map_err(DestError::sql("staging dedup state"))?;
+    }
+    if touch_unchanged && !unchanged_ids.is_empty() {
+        dest.state()
+            .touch_seen(table, &unchanged_ids, &ctx.job_id)
+            .map_err(DestError::sql("staging dedup state"))?;
+    }
+
+    if !mapped.rejects.is_empty() {
+        let mut fresh = Vec::new();
+        for r in mapped.rejects {
+            let mut h = Vec::with_capacity(r.raw.len() + 16);
+            h.extend_from_slice(table.name().as_bytes());
+            h.push(0);
+            h.extend_from_slice(r.raw.as_bytes());
+            if dest
+                .state()
+                .first_reject(xxh3_128(&h))
+                .map_err(DestError::sql("staging rejects"))?
+            {
+                tracing::warn!(table = table.name(), reason = %r.reason, "Record rejected; kept in rejects.");
+                fresh.push(r);
+            }
+        }
+        out.counts.failed = fresh.len() as u64;
+        if !fresh.is_empty() {
+            let batch = mapping::rejects_batch(&fresh, &ctx.job_id, ctx.extracted_at_ms);
+            dest.write_rejects(&batch)?;
+        }
+    }
+    Ok(out)
+}

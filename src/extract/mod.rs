@@ -1,0 +1,686 @@
+//! Extraction: pagination, the persisted cursor with its lookback, dedup, and the job loop.
+//!
+//! # The cursor, and why it is exact
+//!
+//! The API has no `updatedAt` and no server-side cursor; it orders pages as it likes, its
+//! `since` may be `>` or `>=`, leads become visible up to 15 minutes after their `discoveredAt`,
+//! and offsets shift when leads arrive during pagination. So:
+//!
+//! - the cursor of a scope is the newest `discoveredAt` of a *completed* export; each export asks
+//!   `since = cursor − lookback − 1 s` (the extra second covers an exclusive `since` at a shared
+//!   second), so late and same-second leads are read again;
+//! - every record is deduplicated by id and content hash against the destination's state, so
+//!   reading a lead again writes nothing unless it changed (then it is an update);
+//! - data and dedup state are committed together, batch by batch, but the cursor only moves when
+//!   the export reached the end of its pages. A crash in the middle leaves the old cursor: the
+//!   next run reads the same window again and dedup skips what was already committed. (Moving
+//!   the cursor per page would lose the older pages of a newest-first API: the classic cursor
+//!   boundary bug.)
+//! - pagination ends on `hasMore: false`, an empty page, a short page (when `hasMore` is not
+//!   given), or a page that brings no id the last pages did not (a server ignoring `offset`).
+//!
+//! Pages are fetched by one task and mapped / written by a blocking worker, through a channel
+//! of two pages, so decoding and writing overlap with the requests and the rate-limit waits.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::value::RawValue;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use crate::api::{ApiClient, ApiError, LeadsPage, LeadsQuery, RunsQuery};
+use crate::config::JobConfig;
+use crate::dest::{self, DestError, Destination};
+use crate::job::{JobRecord, JobStatus};
+use crate::mapping::MapContext;
+use crate::schema::Table;
+
+pub mod cancel;
+pub mod dedup;
+
+pub use cancel::Cancel;
+
+/// Exit statuses of `sync` (product.md).
+pub mod exit {
+    pub const COMPLETED: i32 = 0;
+    pub const FAILED: i32 = 1;
+    pub const USAGE: i32 = 2;
+    pub const REFUSED: i32 = 3;
+    pub const CANCELLED: i32 = 130;
+}
+
+/// Why a job step stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error(transparent)]
+    Dest(#[from] DestError),
+    #[error("cancelled")]
+    Cancelled,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// What a finished job reports.
+#[derive(Debug)]
+pub struct JobOutcome {
+    pub job: JobRecord,
+    pub exit_code: i32,
+    pub requests: u64,
+}
+
+/// Stable id of one source + destination pair.
+pub fn source_connection_id(cfg: &JobConfig) -> Uuid {
+    let base = cfg.base_url.as_str().trim_end_matches('/');
+    Uuid::new_v5(
+        &Uuid::NAMESPACE_URL,
+        format!("ctgo-export|{base}|{}", cfg.dest.canonical()).as_bytes(),
+    )
+}
+
+/// The scope a cursor belongs to: all streams, or one stream.
+pub fn cursor_scope(stream: Option<i64>) -> String {
+    match stream {
+        None => "leads".to_string(),
+        Some(id) => format!("leads:stream:{id}"),
+    }
+}
+
+/// The `since` an export asks for, from the committed cursor.
+pub fn since_for(
+    cursor_ms: Option<i64>,
+    lookback: std::time::Duration,
+    first_since: Option<DateTime<Utc>>,
+) -> Option<DateTime<Utc>> {
+    match cursor_ms {
+        Some(ms) => {
+            let secs = ms.div_euclid(1000) - lookback.as_secs() as i64 - 1;
+            DateTime::from_timestamp(secs, 0)
+        }
+        None => first_since,
+    }
+}
+
+/// Run one `sync` job to its end. Errors before a job record exists (the destination is busy
+/// or cannot be opened) come back as `Err`; everything after is in the job record.
+pub async fn run_sync(cfg: JobConfig, cancel: Cancel) -> Result<JobOutcome, DestError> {
+    let started = Instant::now();
+    let mut dest = {
+        let spec = cfg.dest.clone();
+        let bom = cfg.csv_bom;
+        tokio::task::spawn_blocking(move || dest::open(&spec, bom))
+            .await
+            .map_err(|e| DestError::Format {
+                what: "destination".into(),
+                message: e.to_string(),
+            })??
+    };
+    let recovery = dest.recover()?;
+    if !recovery.interrupted_jobs.is_empty()
+        || recovery.published_files > 0
+        || recovery.discarded_files > 0
+    {
+        tracing::info!(
+            interrupted_jobs = recovery.interrupted_jobs.len(),
+            published_files = recovery.published_files,
+            discarded_files = recovery.discarded_files,
+            "Recovered what an earlier run left unfinished."
+        );
+    }
+
+    let mut job = JobRecord::new(source_connection_id(&cfg), Utc::now());
+    for t in &cfg.tables {
+        job.touch_table(t.name());
+    }
+    dest.state()
+        .save_job(&job)
+        .map_err(DestError::sql("recording the job"))?;
+    tracing::info!(job_id = %job.id, dest = %dest.describe(), "Export job created.");
+
+    let client = match ApiClient::new(cfg.key.clone(), cfg.client_options()) {
+        Ok(c) => Arc::new(c),
+        Err(e) => return finish_failed(dest, job, StepError::Api(e), 0),
+    };
+    job.transition(JobStatus::Running, Utc::now())
+        .map_err(|e| DestError::Format {
+            what: "job".into(),
+            message: e.to_string(),
+        })?;
+    dest.state()
+        .save_job(&job)
+        .map_err(DestError::sql("recording the job"))?;
+
+    let mut run = JobRun {
+        cfg: &cfg,
+        client: client.clone(),
+        cancel: cancel.clone(),
+        job,
+        dest: Some(dest),
+        progress: progress_bar(&cfg),
+    };
+    let result = run.run_tables().await;
+    let JobRun {
+        job,
+        dest,
+        progress,
+        ..
+    } = run;
+    progress.finish_and_clear();
+    let Some(mut dest) = dest else {
+        return Err(DestError::Format {
+            what: "destination".into(),
+            message: "lost the destination after a worker panic".into(),
+        });
+    };
+    let requests = client.stats().requests;
+    let outcome = match result {
+        Ok(()) => {
+            let mut job = job;
+            dest.commit(true)?;
+            let _ = job.transition(JobStatus::Completed, Utc::now());
+            dest.finish_job(&job)?;
+            JobOutcome {
+                job,
+                exit_code: exit::COMPLETED,
+                requests,
+            }
+        }
+        Err(StepError::Cancelled) => {
+            let mut job = job;
+            // What was not committed is discarded; what was committed stays.
+            dest.rollback()?;
+            let _ = job.transition(JobStatus::Cancelling, Utc::now());
+            dest.state()
+                .save_job(&job)
+                .map_err(DestError::sql("recording the job"))?;
+            let _ = job.transition(JobStatus::Cancelled, Utc::now());
+            job.error = Some("cancelled by a signal (SIGINT/SIGTERM)".into());
+            dest.finish_job(&job)?;
+            JobOutcome {
+                job,
+                exit_code: exit::CANCELLED,
+                requests,
+            }
+        }
+        Err(e) => return finish_failed(dest, job, e, requests),
+    };
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "Job finished."
+    );
+    Ok(outcome)
+}
+
+fn finish_failed(
+    mut dest: Box<dyn Destination>,
+    mut job: JobRecord,
+    err: StepError,
+    requests: u64,
+) -> Result<JobOutcome, DestError> {
+    // Staged batches are consistent (rows + dedup state, no cursor move): keep them.
+    if let Err(e) = dest.commit(true) {
+        tracing::warn!(error = %e, "Could not commit the last batch of a failing job; discarding it.");
+        dest.rollback()?;
+    }
+    let exit_code = match &err {
+        StepError::Api(e) if e.is_refusal() => exit::REFUSED,
+        _ => exit::FAILED,
+    };
+    let details = serde_json::json!({
+        "kind": match &err {
+            StepError::Api(_) => "api",
+            StepError::Dest(_) => "destination",
+            StepError::Cancelled => "cancelled",
+            StepError::Internal(_) => "internal",
+        },
+        "refused": exit_code == exit::REFUSED,
+    });
+    let _ = job.fail(format!("{err:#}"), Some(details), Utc::now());
+    dest.finish_job(&job)?;
+    Ok(JobOutcome {
+        job,
+        exit_code,
+        requests,
+    })
+}
+
+fn progress_bar(cfg: &JobConfig) -> ProgressBar {
+    use std::io::IsTerminal;
+    if !cfg.progress || cfg.json || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(0);
+    pb.set_style(
+        ProgressStyle::with_template("{spinner} {msg} {pos}/{len} [{elapsed_precise}] {per_sec}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    pb
+}
+
+/// Messages from the page fetcher to the writer.
+enum Msg {
+    Page(LeadsPage),
+    /// Pagination reached its end.
+    Done {
+        pages: u64,
+    },
+}
+
+struct JobRun<'a> {
+    cfg: &'a JobConfig,
+    client: Arc<ApiClient>,
+    cancel: Cancel,
+    job: JobRecord,
+    dest: Option<Box<dyn Destination>>,
+    progress: ProgressBar,
+}
+
+impl JobRun<'_> {
+    async fn run_tables(&mut self) -> Result<(), StepError> {
+        for table in self.cfg.tables.clone() {
+            match table {
+                Table::Leads => {
+                    if self.cfg.streams.is_empty() {
+                        self.leads_scope(None).await?;
+                    } else {
+                        for s in self.cfg.streams.clone() {
+                            self.leads_scope(Some(s)).await?;
+                        }
+                    }
+                }
+                Table::SyncRuns => self.runs().await?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn map_ctx(&self) -> MapContext {
+        MapContext {
+            extracted_at_ms: Utc::now().timestamp_millis(),
+            job_id: self.job.id.clone(),
+        }
+    }
+
+    /// Export the leads of one scope: pages fetched by a task, staged by a blocking worker.
+    async fn leads_scope(&mut self, stream: Option<i64>) -> Result<(), StepError> {
+        let scope = cursor_scope(stream);
+        let mut dest = self.dest.take().expect("destination present");
+        let cursor = dest
+            .state()
+            .cursor(&scope)
+            .map_err(DestError::sql("reading the cursor"))?;
+        let full = self.cfg.full_refresh;
+        let since = if full {
+            None
+        } else {
+            since_for(cursor, self.cfg.lookback, self.cfg.since)
+        };
+        if cursor.is_some() && self.cfg.since.is_some() && !full {
+            tracing::info!(
+                scope,
+                "A cursor exists; --since only sets the first run's start and is ignored."
+            );
+        }
+        tracing::info!(
+            scope,
+            cursor = cursor.map(dest::format_ms),
+            since = since.map(|s| s.to_rfc3339()),
+            full_refresh = full,
+            "Exporting leads."
+        );
+        self.progress.set_message(format!("leads ({scope})"));
+
+        let (tx, rx) = mpsc::channel::<Msg>(2);
+        let fetch = tokio::spawn(fetch_leads(
+            self.client.clone(),
+            LeadsQuery {
+                stream_id: stream,
+                since,
+                limit: self.cfg.page_size,
+                offset: 0,
+            },
+            tx,
+            self.cancel.clone(),
+        ));
+        let ctx = self.map_ctx();
+        let job = self.job.clone();
+        let cancel = self.cancel.clone();
+        let progress = self.progress.clone();
+        let streams: Vec<i64> = stream.into_iter().collect();
+        let write = tokio::task::spawn_blocking(move || {
+            let r = write_leads(
+                dest.as_mut(),
+                rx,
+                job,
+                ctx,
+                &scope,
+                cursor,
+                full,
+                &streams,
+                &cancel,
+                &progress,
+            );
+            (dest, r)
+        });
+        let fetched = fetch
+            .await
+            .map_err(|e| StepError::Internal(format!("page fetcher: {e}")))?;
+        let (dest, written) = write
+            .await
+            .map_err(|e| StepError::Internal(format!("page writer: {e}")))?;
+        self.dest = Some(dest);
+        let job = written?;
+        self.job = job;
+        fetched?;
+        if self.cancel.is_cancelled() {
+            return Err(StepError::Cancelled);
+        }
+        Ok(())
+    }
+
+    /// Export sync runs. Runs have no `since`: read pages until every run not finished when last
+    /// seen has been seen again, and (on a newest-first API) a page brings nothing new.
+    async fn runs(&mut self) -> Result<(), StepError> {
+        let table = Table::SyncRuns;
+        let full = self.cfg.full_refresh;
+        self.progress.set_message("sync runs");
+        let (mut pending, known) = {
+            let d = self.dest.as_mut().expect("destination present");
+            let pending: HashSet<i64> = d
+                .state()
+                .unfinished_runs()
+                .map_err(DestError::sql("reading run state"))?
+                .into_iter()
+                .collect();
+            let known = d
+                .state()
+                .seen_count(table)
+                .map_err(DestError::sql("reading run state"))?;
+            (pending, known > 0)
+        };
+        let scopes: Vec<Option<i64>> = if self.cfg.streams.is_empty() {
+            vec![None]
+        } else {
+            self.cfg.streams.iter().copied().map(Some).collect()
+        };
+        let limit = self.cfg.runs_page_size;
+        for stream in scopes {
+            let mut offset = 0u64;
+            let mut recent: VecDeque<HashSet<i64>> = VecDeque::new();
+            loop {
+                if self.cancel.is_cancelled() {
+                    return Err(StepError::Cancelled);
+                }
+                let q = RunsQuery {
+                    stream_id: stream,
+                    limit,
+                    offset: stream.is_none().then_some(offset),
+                };
+                let page = tokio::select! {
+                    r = self.client.runs(&q) => r?,
+                    _ = self.cancel.cancelled() => return Err(StepError::Cancelled),
+                };
+                let n = page.records.len();
+                let refs: Vec<&RawValue> = page.records.iter().map(|r| r.as_ref()).collect();
+                let ctx = self.map_ctx();
+                let dest = self.dest.as_mut().expect("destination present");
+                let out = tokio::task::block_in_place(|| {
+                    dedup::stage_page(dest.as_mut(), table, &refs, &ctx, full)
+                })?;
+                self.job.add_counts(table.name(), &out.counts);
+                let job = self.job.clone();
+                tokio::task::block_in_place(|| -> Result<(), DestError> {
+                    dest.state()
+                        .save_job(&job)
+                        .map_err(DestError::sql("recording job counts"))?;
+                    dest.commit(false)?;
+                    Ok(())
+                })?;
+                for id in &out.ids {
+                    pending.remove(id);
+                }
+                let ids: HashSet<i64> = out.ids.iter().copied().collect();
+                let new_ids = ids
+                    .iter()
+                    .filter(|id| !recent.iter().any(|s| s.contains(id)))
+                    .count();
+                tracing::debug!(
+                    offset,
+                    rows = n,
+                    changed = out.changed(),
+                    "Fetched runs page."
+                );
+                if n == 0
+                    || stream.is_some()
+                    || page.has_more == Some(false)
+                    || (page.has_more.is_none() && n < limit as usize)
+                    || (!ids.is_empty() && new_ids == 0)
+                {
+                    break;
+                }
+                if !full && known && out.changed() == 0 && pending.is_empty() && out.newest_first()
+                {
+                    tracing::debug!(
+                        "Runs page brought nothing new and nothing is pending; stopping."
+                    );
+                    break;
+                }
+                offset += n as u64;
+                recent.push_back(ids);
+                if recent.len() > 4 {
+                    recent.pop_front();
+                }
+            }
+        }
+        if full {
+            let job_id = self.job.id.clone();
+            let streams = self.cfg.streams.clone();
+            let dest = self.dest.as_mut().expect("destination present");
+            let deleted =
+                tokio::task::block_in_place(|| mark_gone(dest.as_mut(), table, &job_id, &streams))?;
+            self.job.add_counts(
+                table.name(),
+                &crate::job::TableCounts {
+                    deleted,
+                    ..Default::default()
+                },
+            );
+        }
+        let job = self.job.clone();
+        let dest = self.dest.as_mut().expect("destination present");
+        tokio::task::block_in_place(|| -> Result<(), DestError> {
+            dest.state()
+                .save_job(&job)
+                .map_err(DestError::sql("recording job counts"))?;
+            dest.commit(true)?;
+            Ok(())
+        })?;
+        Ok(())
+    }
+}
+
+/// Full refresh: mark the ids this job did not see as deleted. Returns how many.
+fn mark_gone(
+    dest: &mut dyn Destination,
+    table: Table,
+    job_id: &str,
+    streams: &[i64],
+) -> Result<u64, DestError> {
+    let gone = dest
+        .state()
+        .unseen_ids(table, job_id, streams)
+        .map_err(DestError::sql("finding deleted ids"))?;
+    if gone.is_empty() {
+        return Ok(0);
+    }
+    tracing::info!(
+        table = table.name(),
+        count = gone.len(),
+        "Ids the API no longer returns are marked deleted."
+    );
+    dest.mark_deleted(table, &gone, Utc::now().timestamp_millis(), job_id)?;
+    dest.state()
+        .mark_seen_deleted(table, &gone, job_id)
+        .map_err(DestError::sql("marking deleted ids"))?;
+    Ok(gone.len() as u64)
+}
+
+/// The id of a record, cheaply (None when it has no integer id).
+fn quick_id(raw: &RawValue) -> Option<i64> {
+    #[derive(serde::Deserialize)]
+    struct IdOnly {
+        id: Option<i64>,
+    }
+    serde_json::from_str::<IdOnly>(raw.get())
+        .ok()
+        .and_then(|r| r.id)
+}
+
+/// Fetch the pages of one leads export and send them to the writer.
+async fn fetch_leads(
+    client: Arc<ApiClient>,
+    mut q: LeadsQuery,
+    tx: mpsc::Sender<Msg>,
+    cancel: Cancel,
+) -> Result<(), StepError> {
+    let mut recent: VecDeque<HashSet<i64>> = VecDeque::new();
+    let mut pages = 0u64;
+    let mut max_pages: Option<u64> = None;
+    loop {
+        if cancel.is_cancelled() {
+            return Err(StepError::Cancelled);
+        }
+        let page = tokio::select! {
+            r = client.leads(&q) => r?,
+            _ = cancel.cancelled() => return Err(StepError::Cancelled),
+        };
+        pages += 1;
+        let n = page.records.len();
+        let limit = page.limit_used.max(1);
+        let ids: HashSet<i64> = page.records.iter().filter_map(|r| quick_id(r)).collect();
+        let new_ids = ids
+            .iter()
+            .filter(|id| !recent.iter().any(|s| s.contains(id)))
+            .count();
+        if max_pages.is_none() {
+            // A bound however the server pages: twice the pages `total` implies, plus slack.
+            max_pages = page.total.map(|t| 2 * t.div_ceil(limit as u64) + 10);
+        }
+        let has_more = page.has_more;
+        tracing::debug!(
+            offset = q.offset,
+            rows = n,
+            new_ids,
+            total = page.total,
+            "Fetched leads page."
+        );
+        if tx.send(Msg::Page(page)).await.is_err() {
+            // The writer stopped (cancel or error); it reports why.
+            return Ok(());
+        }
+        let end = n == 0 || has_more == Some(false) || (has_more.is_none() && n < limit as usize);
+        if end {
+            break;
+        }
+        if !ids.is_empty() && new_ids == 0 {
+            tracing::warn!(
+                offset = q.offset,
+                "A leads page brought no id the previous pages did not; stopping (does the API ignore offset?)."
+            );
+            break;
+        }
+        if max_pages.is_some_and(|m| pages >= m) {
+            tracing::warn!(pages, "More pages than the API's total implies; stopping.");
+            break;
+        }
+        q.offset += n as u64;
+        recent.push_back(ids);
+        if recent.len() > 4 {
+            recent.pop_front();
+        }
+    }
+    let _ = tx.send(Msg::Done { pages }).await;
+    Ok(())
+}
+
+/// Stage the pages of one leads export; at its end, move the cursor and (full refresh) mark
+/// ids gone. Returns the job with its counts. Commits as the destination sees fit; the last
+/// commit is the caller's.
+#[allow(clippy::too_many_arguments)]
+fn write_leads(
+    dest: &mut dyn Destination,
+    mut rx: mpsc::Receiver<Msg>,
+    mut job: JobRecord,
+    ctx: MapContext,
+    scope: &str,
+    cursor: Option<i64>,
+    full: bool,
+    streams: &[i64],
+    cancel: &Cancel,
+    progress: &ProgressBar,
+) -> Result<JobRecord, StepError> {
+    let table = Table::Leads;
+    let mut max_cursor = cursor;
+    while let Some(msg) = rx.blocking_recv() {
+        if cancel.is_cancelled() {
+            return Err(StepError::Cancelled);
+        }
+        match msg {
+            Msg::Page(page) => {
+                if progress.length() == Some(0)
+                    && let Some(t) = page.total
+                {
+                    progress.set_length(t);
+                }
+                let refs: Vec<&RawValue> = page.records.iter().map(|r| r.as_ref()).collect();
+                let out = dedup::stage_page(dest, table, &refs, &ctx, full)?;
+                max_cursor = max_cursor.max(out.max_cursor_ms);
+                job.add_counts(table.name(), &out.counts);
+                dest.state()
+                    .save_job(&job)
+                    .map_err(DestError::sql("recording job counts"))?;
+                dest.commit(false)?;
+                progress.inc(refs.len() as u64);
+            }
+            Msg::Done { pages } => {
+                if let Some(c) = max_cursor
+                    && Some(c) != cursor
+                {
+                    dest.state()
+                        .set_cursor(scope, c, &job.id)
+                        .map_err(DestError::sql("moving the cursor"))?;
+                }
+                if full {
+                    let deleted = mark_gone(dest, table, &job.id, streams)?;
+                    job.add_counts(
+                        table.name(),
+                        &crate::job::TableCounts {
+                            deleted,
+                            ..Default::default()
+                        },
+                    );
+                }
+                dest.state()
+                    .save_job(&job)
+                    .map_err(DestError::sql("recording job counts"))?;
+                crate::fault::point("leads.cursor.staged");
+                dest.commit(true)?;
+                tracing::info!(
+                    scope,
+                    pages,
+                    cursor = max_cursor.map(dest::format_ms),
+                    "Leads export complete; cursor committed."
+                );
+                return Ok(job);
+            }
+        }
+    }
+    // The fetcher stopped without reaching the end: it reports why. Nothing more to stage.
+    Ok(job)
+}

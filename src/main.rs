@@ -1,0 +1,281 @@
+//! The `ctgo-export` binary: parse, run, map errors to exit statuses. Everything else is in the
+//! library.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+
+use ctgo_export::api::{ApiClient, ApiError};
+use ctgo_export::cli::{CheckArgs, Cli, Command, JobsArgs, SchemaArgs, SyncArgs};
+use ctgo_export::config::{self, ConfigError, DestSpec, JobConfig};
+use ctgo_export::dest::DestError;
+use ctgo_export::extract::{self, Cancel, exit};
+use ctgo_export::job::JobRecord;
+use ctgo_export::schema::Table;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { exit::USAGE as u8 } else { 0 });
+        }
+    };
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ctgo-export: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::FAILED as u8);
+        }
+    };
+    let code = runtime.block_on(run(cli));
+    // Do not wait for stray blocking tasks (a request in flight at cancel).
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    ExitCode::from(code as u8)
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+async fn run(cli: Cli) -> i32 {
+    let result = match cli.command {
+        Command::Sync(args) => sync(args).await,
+        Command::Jobs(args) => jobs(args),
+        Command::Check(args) => check(args).await,
+        Command::Schema(args) => schema(args),
+        Command::Simulate(args) => ctgo_export::simulator::run(args)
+            .await
+            .map(|_| exit::COMPLETED),
+        Command::Demo(args) => ctgo_export::demo::run(args).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("ctgo-export: {err:#}");
+            exit_code_for(&err)
+        }
+    }
+}
+
+/// Usage and configuration errors exit 2, API refusals 3, the rest 1.
+fn exit_code_for(err: &anyhow::Error) -> i32 {
+    for cause in err.chain() {
+        if cause.downcast_ref::<ConfigError>().is_some() {
+            return exit::USAGE;
+        }
+        if let Some(api) = cause.downcast_ref::<ApiError>() {
+            return if api.is_refusal() {
+                exit::REFUSED
+            } else {
+                exit::FAILED
+            };
+        }
+    }
+    exit::FAILED
+}
+
+/// Cancel on SIGINT or SIGTERM; a second signal ends the process at once.
+fn install_signal_handlers(cancel: Cancel) {
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "Cannot listen for SIGTERM.");
+                    return;
+                }
+            };
+        let mut signals = 0;
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            signals += 1;
+            if signals == 1 {
+                eprintln!(
+                    "ctgo-export: cancelling: stopping at the next commit point (signal again to quit at once)"
+                );
+                cancel.cancel();
+            } else {
+                eprintln!("ctgo-export: quitting at once; the next run repairs the job");
+                std::process::exit(exit::CANCELLED);
+            }
+        }
+    });
+}
+
+async fn sync(args: SyncArgs) -> anyhow::Result<i32> {
+    let cfg = JobConfig::resolve(&args, std::env::var(config::KEY_ENV).ok())?;
+    let cancel = Cancel::new();
+    install_signal_handlers(cancel.clone());
+    let json = cfg.json;
+    let outcome = match extract::run_sync(cfg, cancel).await {
+        Ok(o) => o,
+        Err(e @ DestError::Busy { .. }) => {
+            eprintln!("ctgo-export: {e}");
+            return Ok(exit::FAILED);
+        }
+        Err(e) => return Err(e).context("the destination failed"),
+    };
+    if json {
+        println!("{}", outcome.job.to_json_line());
+    }
+    eprintln!("{}", summary_line(&outcome.job, outcome.requests));
+    if let Some(err) = &outcome.job.error
+        && outcome.exit_code != exit::COMPLETED
+    {
+        eprintln!("ctgo-export: {err}");
+    }
+    Ok(outcome.exit_code)
+}
+
+/// One human line about a job.
+pub fn summary_line(job: &JobRecord, requests: u64) -> String {
+    let mut parts = Vec::new();
+    for (table, c) in &job.tables {
+        parts.push(format!(
+            "{table}: {} inserted, {} updated, {} deleted, {} failed",
+            c.inserted, c.updated, c.deleted, c.failed
+        ));
+    }
+    format!(
+        "Job {} {} in {:.2} s ({} API requests). {}",
+        job.id,
+        job.status,
+        job.duration_seconds.unwrap_or_default(),
+        requests,
+        parts.join("; ")
+    )
+}
+
+fn jobs(args: JobsArgs) -> anyhow::Result<i32> {
+    let spec = DestSpec::parse(&args.dest)?;
+    let ledger = ctgo_export::dest::open_ledger(&spec)?;
+    let jobs = ledger
+        .jobs(args.limit)
+        .context("reading the export-job history")?;
+    if args.json {
+        for job in &jobs {
+            println!("{}", job.to_json_line());
+        }
+        return Ok(exit::COMPLETED);
+    }
+    if jobs.is_empty() {
+        eprintln!("No export jobs recorded in {spec}.");
+        return Ok(exit::COMPLETED);
+    }
+    println!(
+        "{:<36}  {:<10}  {:<24}  {:>9}  {:>8}  {:>8}  {:>8}  {:>6}  ERROR",
+        "ID", "STATUS", "STARTED", "SECONDS", "INSERTED", "UPDATED", "DELETED", "FAILED"
+    );
+    for j in &jobs {
+        println!(
+            "{:<36}  {:<10}  {:<24}  {:>9.2}  {:>8}  {:>8}  {:>8}  {:>6}  {}",
+            j.id,
+            j.status.as_str(),
+            ctgo_export::job::format_ts(&j.started_at),
+            j.duration_seconds.unwrap_or_default(),
+            j.entities_inserted,
+            j.entities_updated,
+            j.entities_deleted,
+            j.entities_failed,
+            j.error.as_deref().unwrap_or("")
+        );
+    }
+    Ok(exit::COMPLETED)
+}
+
+async fn check(args: CheckArgs) -> anyhow::Result<i32> {
+    let base_url = config::resolve_base_url(args.base_url.clone())?;
+    let key = config::resolve_key(
+        args.api_key_file.is_some(),
+        args.api_key_file.clone(),
+        std::env::var(config::KEY_ENV).ok(),
+    )?;
+    let client = ApiClient::new(
+        key,
+        ctgo_export::api::ClientOptions {
+            base_url: base_url.clone(),
+            requests_per_minute: ctgo_export::api::DEFAULT_REQUESTS_PER_MINUTE,
+            max_retries: 3,
+            timeout: ctgo_export::api::DEFAULT_TIMEOUT,
+        },
+    )?;
+    let me = client.me().await?;
+    if args.json {
+        println!("{me}");
+        return Ok(exit::COMPLETED);
+    }
+    println!("{}", describe_me(&me, base_url.as_str()));
+    Ok(exit::COMPLETED)
+}
+
+/// `check`'s human summary of `GET /me`.
+fn describe_me(me: &serde_json::Value, base: &str) -> String {
+    let s = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => "-".to_string(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let mut out = format!("The key works ({base}).\n");
+    out += &format!(
+        "  user:         {} <{}>\n",
+        s(&me["user"]["name"]),
+        s(&me["user"]["email"])
+    );
+    out += &format!(
+        "  subscription: {} ({})\n",
+        s(&me["subscription"]["plan"]),
+        s(&me["subscription"]["status"])
+    );
+    out += &format!(
+        "  credits:      {} of {} left\n",
+        s(&me["credits"]["remaining"]),
+        s(&me["credits"]["monthlyAllowance"])
+    );
+    if let Some(accounts) = me["accounts"].as_array() {
+        for a in accounts {
+            out += &format!(
+                "  account @{} ({}): {} of {} leads used this month\n",
+                s(&a["xHandle"]),
+                s(&a["trackedXAccountId"]),
+                s(&a["budget"]["used"]),
+                s(&a["budget"]["monthlyLeadLimit"])
+            );
+        }
+    }
+    out.trim_end().to_string()
+}
+
+fn schema(args: SchemaArgs) -> anyhow::Result<i32> {
+    let tables: Vec<Table> = match &args.table {
+        Some(name) => vec![Table::from_name(name).ok_or_else(|| {
+            ConfigError::BadTables(format!(
+                "{name} (schema takes leads, sync_runs, export_jobs or rejects)"
+            ))
+        })?],
+        None => Table::ALL.to_vec(),
+    };
+    for t in tables {
+        if args.raw {
+            println!("{}", t.schema_source().trim_end());
+        } else {
+            println!("{}", ctgo_export::schema::describe(t));
+        }
+    }
+    Ok(exit::COMPLETED)
+}

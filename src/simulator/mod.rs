@@ -1,0 +1,551 @@
+//! The built-in API simulator: a deterministic stand-in for the Catch The Good Ones API on
+//! 127.0.0.1, for tests, the `demo` and `simulate` commands and the benchmarks.
+//!
+//! It exists because the real API leaves several points open (`api-contract.md`): the
+//! simulator can play every listed answer, one switch per open point, so tests cover all of
+//! them, and it injects the transient faults the client must survive.
+//!
+//! # Guarantees
+//!
+//! - **Deterministic.** The same [`SimConfig::leads`] and [`SimConfig::seed`] (and `streams`,
+//!   `runs_per_stream`, `malformed_every`) give the same ids, timestamps and JSON bytes.
+//!   Random faults are drawn from their own seeded generator, one draw per data request, so
+//!   they are deterministic for a seed and a request order. Leads added at run time get their
+//!   timing from a generator that depends only on the seed and the order of the calls.
+//! - **Data.** Ids ascend from 1000 with gaps of 1–3; `discoveredAt` ascends with the id from
+//!   2026-06-01T00:00:00Z in groups of 1–8 leads sharing one second, 1–20 s apart. Every later
+//!   lead gets an id above every id before it (also late ones, whose `discoveredAt` is older).
+//! - **Malformed leads** (`malformed_every: Some(n)`): the leads at arena positions n−1, 2n−1,
+//!   3n−1, … (0-based creation order, added leads included) are served broken, rotating
+//!   through exactly these four kinds, each keeping an integer `id`:
+//!   1. `"discoveredAt": "yesterday"`,
+//!   2. `"profile": {…, "followerCount": "lots", …}`,
+//!   3. `"profile": "oops"`,
+//!   4. `"exportedAt": "not a date"`.
+//!
+//!   They are listed by [`Simulator::malformed_ids`] and never by [`Simulator::lead_ids`].
+//!   With [`SimConfig::junk_record_per_page`] each non-empty leads page also carries one record
+//!   `{"id":"abc",…}` that is not counted in `total` and is listed nowhere.
+//! - **Fast.** Each lead's JSON is rendered once and cached; a page is a binary search on
+//!   `since` plus a concatenation of cached texts. 1M leads take a few hundred MB and start in
+//!   seconds.
+//! - **Isolated.** [`Simulator`] runs its own thread and current-thread tokio runtime, so
+//!   synchronous tests and async code (paused time included) can both use it; dropping it stops
+//!   the server.
+
+mod data;
+mod server;
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, MutexGuard};
+use std::thread::JoinHandle;
+
+use anyhow::Context;
+
+pub use data::{BASE_TIME_SECS, FIRST_LEAD_ID, FIRST_RUN_ID, Malform, X_USER_ID_BASE};
+
+/// Leads generated when nothing else is asked for.
+pub const DEFAULT_LEADS: usize = 2_000;
+/// Seed of the generated data.
+pub const DEFAULT_SEED: u64 = 42;
+/// Streams `1..=DEFAULT_STREAMS`.
+pub const DEFAULT_STREAMS: u32 = 5;
+/// Runs per stream.
+pub const DEFAULT_RUNS_PER_STREAM: u32 = 12;
+/// Port of `ctgo-export simulate`.
+pub const DEFAULT_PORT: u16 = 8787;
+/// `limit` of `GET /leads` when none is given.
+pub const DEFAULT_LEADS_LIMIT: usize = 100;
+/// The largest `limit` of `GET /leads` (above: 400 or clamp, per the switch).
+pub const MAX_LEADS_LIMIT: usize = 500;
+/// `limit` of `GET /runs` when none is given.
+pub const DEFAULT_RUNS_LIMIT: usize = 30;
+/// The largest `limit` of `GET /runs`.
+pub const MAX_RUNS_LIMIT: usize = 100;
+/// Rate-limit window.
+pub const RATE_WINDOW_SECS: u64 = 60;
+/// How long a [`FaultKind::Slow`] answer waits.
+pub const SLOW_FAULT_MS: u64 = 3_000;
+/// How long a [`FaultKind::CutShort`] answer waits between the half body and the abort (so the
+/// half is surely on the wire before the connection is torn down).
+pub const CUT_SHORT_PAUSE_MS: u64 = 30;
+/// A well-formed key printed by `ctgo-export simulate` as an example (no real key).
+pub const EXAMPLE_KEY: &str = "ctgo_simulator0000000000000000000000000000000";
+
+/// Order of the leads within a response (contract open point 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Ordering {
+    /// Newest `discoveredAt` first (ties: higher id first).
+    #[default]
+    #[value(name = "newest")]
+    NewestFirst,
+    /// Oldest `discoveredAt` first (ties: lower id first).
+    #[value(name = "oldest")]
+    OldestFirst,
+    /// A fixed pseudo-random permutation derived from seed and id, the same on every request.
+    #[value(name = "shuffled")]
+    Shuffled,
+}
+
+/// How `since` compares with `discoveredAt` (contract open point 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum SinceBoundary {
+    /// `discoveredAt > since`.
+    #[default]
+    Exclusive,
+    /// `discoveredAt >= since`.
+    Inclusive,
+}
+
+/// A transient fault the simulator can play instead of (or around) an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// 429 `{"error":"rate_limited"}` with `Retry-After: 1`.
+    TooManyRequests,
+    /// 503 `{"error":"service_unavailable"}`.
+    Unavailable,
+    /// 502 `{"error":"bad_gateway"}`.
+    BadGateway,
+    /// The connection is closed without an answer.
+    Drop,
+    /// The real answer's headers with its full `Content-Length`, half the body, then the
+    /// connection is aborted.
+    CutShort,
+    /// 200 with an HTML body.
+    Nonsense,
+    /// The real answer, after [`SLOW_FAULT_MS`].
+    Slow,
+}
+
+impl FaultKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [FaultKind; 7] = [
+        FaultKind::TooManyRequests,
+        FaultKind::Unavailable,
+        FaultKind::BadGateway,
+        FaultKind::Drop,
+        FaultKind::CutShort,
+        FaultKind::Nonsense,
+        FaultKind::Slow,
+    ];
+    /// What a [`FaultPlan`] with a rate but no kinds plays: every kind except the 3-second
+    /// [`FaultKind::Slow`].
+    pub const DEFAULT_KINDS: [FaultKind; 6] = [
+        FaultKind::TooManyRequests,
+        FaultKind::Unavailable,
+        FaultKind::BadGateway,
+        FaultKind::Drop,
+        FaultKind::CutShort,
+        FaultKind::Nonsense,
+    ];
+
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::TooManyRequests => "429",
+            FaultKind::Unavailable => "503",
+            FaultKind::BadGateway => "502",
+            FaultKind::Drop => "drop",
+            FaultKind::CutShort => "cut",
+            FaultKind::Nonsense => "nonsense",
+            FaultKind::Slow => "slow",
+        }
+    }
+}
+
+impl std::str::FromStr for FaultKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s.trim().to_ascii_lowercase().as_str() {
+            "429" | "too-many-requests" | "rate" => FaultKind::TooManyRequests,
+            "503" | "unavailable" => FaultKind::Unavailable,
+            "502" | "bad-gateway" => FaultKind::BadGateway,
+            "drop" => FaultKind::Drop,
+            "cut" | "cut-short" => FaultKind::CutShort,
+            "nonsense" | "html" => FaultKind::Nonsense,
+            "slow" => FaultKind::Slow,
+            other => {
+                return Err(format!(
+                    "unknown fault {other:?}: use 429, 503, 502, drop, cut, nonsense or slow"
+                ));
+            }
+        })
+    }
+}
+
+/// Random transient faults: `rate` (0..=1) of the data requests (leads, runs, streams, me) get
+/// a kind drawn from `kinds` (empty = [`FaultKind::DEFAULT_KINDS`]), from a generator seeded
+/// with `seed`.
+#[derive(Debug, Clone, Default)]
+pub struct FaultPlan {
+    pub rate: f64,
+    pub kinds: Vec<FaultKind>,
+    pub seed: u64,
+}
+
+/// Every switch of the simulator. Fields marked *start only* shape the generated data and are
+/// read once by [`Simulator::start`]; the others may change at run time with
+/// [`Simulator::update`].
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// *Start only.* Leads generated.
+    pub leads: usize,
+    /// *Start only.* Seed of the data.
+    pub seed: u64,
+    /// *Start only.* Streams `1..=streams` (at least 1).
+    pub streams: u32,
+    /// *Start only.* Runs per stream.
+    pub runs_per_stream: u32,
+    /// `None`: any well-formed key (`ctgo_` + 40 of `[A-Za-z0-9_]`); `Some`: only this one.
+    pub key: Option<String>,
+    /// Requests per sliding 60 s window per key; `None` = no limit and no rate-limit headers.
+    /// When set, every answer to a request with an accepted key carries `X-RateLimit-Limit`
+    /// and `X-RateLimit-Remaining` (410 and 401 answers do not); requests refused with 429
+    /// do not count against the window.
+    pub rate_limit: Option<u32>,
+    pub ordering: Ordering,
+    pub since: SinceBoundary,
+    /// Play a server that ignores `offset` (always the first page).
+    pub ignore_offset: bool,
+    /// `limit` above the maximum: 400 (true) or clamp to the maximum (false).
+    pub refuse_over_max_limit: bool,
+    /// After serving a leads page requested with offset 0 that has more, add this many leads.
+    pub arrivals_between_pages: usize,
+    /// `discoveredAt` of those arrivals: this many minutes before the newest lead (0 = the
+    /// newest lead's second).
+    pub late_arrival_minutes: i64,
+    /// Every nth lead is served malformed (see the module docs). Changing it at run time
+    /// re-renders the affected leads.
+    pub malformed_every: Option<usize>,
+    /// Each non-empty leads page also carries one record with `"id": "abc"` (not counted in
+    /// `total`, listed nowhere).
+    pub junk_record_per_page: bool,
+    pub faults: FaultPlan,
+    /// Every leads, runs and streams request → 429 `{"error":"credits_exhausted"}` (no
+    /// `Retry-After`); `GET /me` still answers, with `credits.remaining` 0.
+    pub credits_exhausted: bool,
+    /// Added to every answer.
+    pub latency_ms: u64,
+}
+
+impl SimConfig {
+    pub fn new(leads: usize, seed: u64) -> Self {
+        SimConfig {
+            leads,
+            seed,
+            streams: DEFAULT_STREAMS,
+            runs_per_stream: DEFAULT_RUNS_PER_STREAM,
+            key: None,
+            rate_limit: None,
+            ordering: Ordering::NewestFirst,
+            since: SinceBoundary::Exclusive,
+            ignore_offset: false,
+            refuse_over_max_limit: true,
+            arrivals_between_pages: 0,
+            late_arrival_minutes: 0,
+            malformed_every: None,
+            junk_record_per_page: false,
+            faults: FaultPlan::default(),
+            credits_exhausted: false,
+            latency_ms: 0,
+        }
+    }
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig::new(DEFAULT_LEADS, DEFAULT_SEED)
+    }
+}
+
+/// Requests received, per endpoint (cross-stream and per-stream together) and in total.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SimStats {
+    pub leads: u64,
+    pub runs: u64,
+    pub streams: u64,
+    pub me: u64,
+    /// Every request, including refused ones and unknown paths.
+    pub total: u64,
+    /// Requests answered with a fault (injected or random).
+    pub faults: u64,
+    /// Requests refused with 429 `rate_limited` by the rate limit (not by a fault).
+    pub rate_limited: u64,
+    /// Requests refused with 401.
+    pub unauthorized: u64,
+}
+
+/// A running simulator on 127.0.0.1 with its own thread and tokio runtime (so synchronous tests
+/// and async code can both use it). Dropping it stops the server.
+pub struct Simulator {
+    shared: Arc<server::Shared>,
+    addr: SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Simulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Simulator")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Simulator {
+    /// Generates the data and serves it on an ephemeral port of 127.0.0.1.
+    pub fn start(cfg: SimConfig) -> std::io::Result<Simulator> {
+        Simulator::start_on(cfg, 0)
+    }
+
+    /// Generates the data and serves it on `127.0.0.1:port` (0 = ephemeral).
+    pub fn start_on(cfg: SimConfig, port: u16) -> std::io::Result<Simulator> {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let shared = Arc::new(server::Shared::new(cfg));
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let serving = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("ctgo-sim-{}", addr.port()))
+            .spawn(move || runtime.block_on(server::serve(serving, listener, rx)))?;
+        tracing::debug!(%addr, "Simulator started.");
+        Ok(Simulator {
+            shared,
+            addr,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT/api/v2`
+    pub fn base_url(&self) -> String {
+        format!("http://{}/api/v2", self.addr)
+    }
+
+    fn state(&self) -> MutexGuard<'_, server::State> {
+        self.shared.lock()
+    }
+
+    /// Changes switches at run time (the *start only* fields are ignored).
+    pub fn update(&self, f: impl FnOnce(&mut SimConfig)) {
+        let mut st = self.state();
+        f(&mut st.cfg);
+        st.apply_config();
+    }
+
+    /// Adds `n` leads after the newest one (1 to 4 per second); returns their ids.
+    pub fn add_leads(&self, n: usize) -> Vec<i64> {
+        self.state().store.add_leads(n)
+    }
+
+    /// Adds `n` leads whose `discoveredAt` is `minutes_late` minutes before the newest lead
+    /// (new, higher ids: they arrive late); returns their ids.
+    pub fn add_late_leads(&self, n: usize, minutes_late: i64) -> Vec<i64> {
+        let mut st = self.state();
+        let at = st
+            .store
+            .newest()
+            .saturating_sub(minutes_late.saturating_mul(60));
+        st.store.add_leads_at(n, at)
+    }
+
+    /// Adds `n` leads sharing the newest lead's exact second; returns their ids.
+    pub fn add_leads_at_newest_second(&self, n: usize) -> Vec<i64> {
+        let mut st = self.state();
+        let at = st.store.newest();
+        st.store.add_leads_at(n, at)
+    }
+
+    /// Sets `exportedAt` on these leads (an update; a later call sets a later time).
+    pub fn mark_exported(&self, ids: &[i64]) {
+        self.state().store.mark_exported(ids);
+    }
+
+    /// The API stops returning these leads.
+    pub fn remove_leads(&self, ids: &[i64]) {
+        self.state().store.remove_leads(ids);
+    }
+
+    /// Unfinished runs finish (`succeeded`, final counts, `completedAt`); returns how many.
+    pub fn complete_runs(&self) -> usize {
+        self.state().store.complete_runs()
+    }
+
+    /// The next `count` data requests get this fault, before any random fault.
+    pub fn inject(&self, kind: FaultKind, count: usize) {
+        let mut st = self.state();
+        st.injected.extend(std::iter::repeat_n(kind, count));
+    }
+
+    /// The ids a correct exporter must end up with, sorted: every lead the API currently
+    /// returns, **excluding** the malformed ones (those belong in rejects; see
+    /// [`Simulator::malformed_ids`]) and the junk `"id":"abc"` records.
+    pub fn lead_ids(&self) -> Vec<i64> {
+        self.state().store.good_ids()
+    }
+
+    /// The lead's record exactly as currently served (malformed ones too), or `None` when
+    /// unknown or removed.
+    pub fn lead_json(&self, id: i64) -> Option<serde_json::Value> {
+        let st = self.state();
+        st.store
+            .lead(id)
+            .and_then(|l| serde_json::from_str(&l.json).ok())
+    }
+
+    /// All run ids, sorted ascending.
+    pub fn run_ids(&self) -> Vec<i64> {
+        let mut ids: Vec<i64> = self.state().store.runs.iter().map(|r| r.id).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// The currently returned leads that are served malformed (by their integer id), sorted.
+    pub fn malformed_ids(&self) -> Vec<i64> {
+        self.state().store.malformed_ids()
+    }
+
+    /// Requests received since the start or the last [`Simulator::reset_stats`].
+    pub fn requests(&self) -> SimStats {
+        self.state().stats
+    }
+
+    pub fn reset_stats(&self) {
+        self.state().stats = SimStats::default();
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// `ctgo-export simulate` flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SimulateArgs {
+    /// Port on 127.0.0.1 (0 = any free port).
+    #[arg(long, default_value_t = DEFAULT_PORT)]
+    pub port: u16,
+    /// Leads to generate.
+    #[arg(long, default_value_t = DEFAULT_LEADS)]
+    pub leads: usize,
+    /// Seed of the generated data and of random faults.
+    #[arg(long, default_value_t = DEFAULT_SEED)]
+    pub seed: u64,
+    /// Accept only this key (default: any well-formed key). A test key, not a real one.
+    #[arg(long, value_name = "KEY")]
+    pub key: Option<String>,
+    /// Requests per sliding minute per key (default: no limit).
+    #[arg(long, value_name = "N")]
+    pub rate_limit: Option<u32>,
+    /// Order of leads within a response.
+    #[arg(long, value_enum, default_value = "newest")]
+    pub order: Ordering,
+    /// Whether `since` is exclusive (>) or inclusive (>=).
+    #[arg(long, value_enum, default_value = "exclusive")]
+    pub since_boundary: SinceBoundary,
+    /// Ignore `offset` (always serve the first page).
+    #[arg(long)]
+    pub ignore_offset: bool,
+    /// Clamp `limit` above 500 instead of answering 400.
+    #[arg(long)]
+    pub clamp_limit: bool,
+    /// Fraction (0 to 1) of data requests that get a random fault.
+    #[arg(long, default_value_t = 0.0, value_name = "F")]
+    pub fault_rate: f64,
+    /// Fault kinds for --fault-rate: 429,503,502,drop,cut,nonsense,slow (default: all but slow).
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub faults: Vec<FaultKind>,
+    /// Serve every Nth lead malformed.
+    #[arg(long, value_name = "N")]
+    pub malformed_every: Option<usize>,
+    /// Added to every answer.
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    pub latency_ms: u64,
+    /// After a first page that has more, add N new leads (offsets shift).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub arrivals_between_pages: usize,
+    /// discoveredAt of those arrivals, minutes before the newest lead.
+    #[arg(long, default_value_t = 0, value_name = "MIN")]
+    pub late_arrival_minutes: i64,
+    /// Answer every data request with 429 credits_exhausted.
+    #[arg(long)]
+    pub credits_exhausted: bool,
+}
+
+impl SimulateArgs {
+    /// The simulator configuration these flags describe.
+    pub fn to_config(&self) -> anyhow::Result<SimConfig> {
+        if !(0.0..=1.0).contains(&self.fault_rate) {
+            anyhow::bail!(
+                "--fault-rate must be between 0 and 1, got {}",
+                self.fault_rate
+            );
+        }
+        if self.malformed_every == Some(0) {
+            anyhow::bail!("--malformed-every must be at least 1");
+        }
+        if let Some(k) = &self.key
+            && !server::well_formed_key(k)
+        {
+            anyhow::bail!("--key must be `ctgo_` followed by 40 letters, digits or underscores");
+        }
+        let mut cfg = SimConfig::new(self.leads, self.seed);
+        cfg.key = self.key.clone();
+        cfg.rate_limit = self.rate_limit.filter(|&n| n > 0);
+        cfg.ordering = self.order;
+        cfg.since = self.since_boundary;
+        cfg.ignore_offset = self.ignore_offset;
+        cfg.refuse_over_max_limit = !self.clamp_limit;
+        cfg.faults = FaultPlan {
+            rate: self.fault_rate,
+            kinds: self.faults.clone(),
+            seed: self.seed,
+        };
+        cfg.malformed_every = self.malformed_every;
+        cfg.latency_ms = self.latency_ms;
+        cfg.arrivals_between_pages = self.arrivals_between_pages;
+        cfg.late_arrival_minutes = self.late_arrival_minutes;
+        cfg.credits_exhausted = self.credits_exhausted;
+        Ok(cfg)
+    }
+}
+
+/// Serves in the foreground until Ctrl-C; prints the base URL, an example key and an example
+/// sync command to stderr.
+pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
+    let cfg = args.to_config()?;
+    let port = args.port;
+    let sim = tokio::task::spawn_blocking(move || Simulator::start_on(cfg, port))
+        .await
+        .context("starting the simulator")?
+        .with_context(|| format!("serving on 127.0.0.1:{port}"))?;
+    let base = sim.base_url();
+    let key = args.key.as_deref().unwrap_or(EXAMPLE_KEY);
+    eprintln!("Simulator serving {} leads on {base}", args.leads);
+    eprintln!("Example key: {key}");
+    eprintln!("Try:  CTGO_API_KEY={key} ctgo-export sync --base-url {base} --dest sqlite:leads.db");
+    eprintln!("Press Ctrl-C to stop.");
+    let stopped = tokio::signal::ctrl_c().await;
+    tokio::task::spawn_blocking(move || drop(sim))
+        .await
+        .context("stopping the simulator")?;
+    stopped.context("waiting for Ctrl-C")?;
+    Ok(())
+}

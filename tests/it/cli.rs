@@ -1,0 +1,337 @@
+//! The command line: exit statuses, messages, `jobs`, `schema`, `check`, the key's secrecy,
+//! one job per destination, and Ctrl-C.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use ctgo_export::simulator::{SimConfig, Simulator};
+
+use crate::common::*;
+
+#[test]
+fn missing_key_is_a_usage_error_that_names_the_variable() {
+    let sim = sim(10);
+    let t = TestDir::new();
+    let (dest, path) = t.sqlite();
+    let run = Run::from_output(
+        command()
+            .args(["sync", "--dest", &dest, "--base-url", &sim.base_url()])
+            .output()
+            .unwrap(),
+    );
+    run.assert_code(2);
+    assert!(run.stderr.contains("CTGO_API_KEY"), "{}", run.stderr);
+    assert!(!path.exists(), "nothing written without a key");
+}
+
+#[test]
+fn malformed_key_and_bad_flags_are_usage_errors() {
+    let sim = sim(10);
+    let t = TestDir::new();
+    let (dest, _) = t.sqlite();
+    let base = sim.base_url();
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["sync", "--dest", &dest, "--base-url", &base, "--lookback", "soon"],
+        vec!["sync", "--dest", "mysql:x", "--base-url", &base],
+        vec!["sync", "--dest", &dest, "--base-url", "http://example.com/api/v2"],
+        vec!["sync", "--dest", &dest, "--base-url", &base, "--tables", "users"],
+        vec!["sync", "--dest", &dest, "--base-url", &base, "--since", "last week"],
+        vec!["sync", "--dest", &dest, "--bogus"],
+        vec!["jobs", "--dest", &dest, "--limit", "0"],
+        vec!["jobs", "--dest", &dest, "--limit", "1001"],
+        vec!["schema", "users"],
+        vec!["frobnicate"],
+    ];
+    for args in cases {
+        let run = Run::from_output(
+            command()
+                .env("CTGO_API_KEY", KEY)
+                .args(&args)
+                .output()
+                .unwrap(),
+        );
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert!(!run.stderr.trim().is_empty(), "{args:?} says why");
+    }
+    let run = Run::from_output(
+        command()
+            .env("CTGO_API_KEY", "ctgo_short")
+            .args(["sync", "--dest", &dest, "--base-url", &base])
+            .output()
+            .unwrap(),
+    );
+    run.assert_code(2);
+    assert!(!run.stderr.contains("ctgo_short"), "the key is not echoed");
+}
+
+#[test]
+fn a_revoked_key_is_refused_with_exit_3() {
+    let sim = Simulator::start(SimConfig {
+        key: Some("ctgo_other000000000000000000000000000000000000".into()),
+        ..SimConfig::new(10, 1)
+    })
+    .unwrap();
+    let t = TestDir::new();
+    let (dest, path) = t.sqlite();
+    let run = sync(&sim, &dest, &[]);
+    run.assert_code(3);
+    let job = run.job();
+    assert_eq!(job["status"], "FAILED");
+    assert!(run.stderr.contains("CTGO_API_KEY"), "{}", run.stderr);
+    assert_eq!(sqlite_lead_ids(&path), Vec::<i64>::new());
+}
+
+#[test]
+fn api_v1_is_refused_with_a_pointer_to_v2() {
+    let sim = sim(10);
+    let t = TestDir::new();
+    let (dest, _) = t.sqlite();
+    let v1 = sim.base_url().replace("/api/v2", "/api/v1");
+    let run = Run::from_output(
+        command()
+            .env("CTGO_API_KEY", KEY)
+            .args(["sync", "--json", "--dest", &dest, "--base-url", &v1])
+            .output()
+            .unwrap(),
+    );
+    run.assert_code(3);
+    assert!(run.stderr.contains("/api/v2"), "{}", run.stderr);
+}
+
+#[test]
+fn jobs_lists_newest_first_with_counts() {
+    let sim = sim(300);
+    let t = TestDir::new();
+    let (dest, _) = t.sqlite();
+    let first = sync_ok(&sim, &dest, &[]);
+    sim.add_leads(5);
+    let second = sync_ok(&sim, &dest, &[]);
+    let run = Run::from_output(
+        command()
+            .args(["jobs", "--dest", &dest, "--json"])
+            .output()
+            .unwrap(),
+    );
+    run.assert_code(0);
+    let lines: Vec<serde_json::Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["id"], second["id"]);
+    assert_eq!(lines[1]["id"], first["id"]);
+    assert_eq!(lines[0]["entities_inserted"], 5);
+    assert_eq!(lines[0], second, "jobs --json shows the record sync --json printed");
+    assert_eq!(first["source_connection_id"], second["source_connection_id"]);
+    let run = Run::from_output(
+        command()
+            .args(["jobs", "--dest", &dest, "--limit", "1"])
+            .output()
+            .unwrap(),
+    );
+    run.assert_code(0);
+    assert!(run.stdout.contains(second["id"].as_str().unwrap()));
+    assert!(!run.stdout.contains(first["id"].as_str().unwrap()));
+}
+
+#[test]
+fn schema_prints_every_table() {
+    let run = Run::from_output(command().args(["schema"]).output().unwrap());
+    run.assert_code(0);
+    for needle in ["leads", "sync_runs", "export_jobs", "rejects", "discovered_at", "progress_log"] {
+        assert!(run.stdout.contains(needle), "{needle} in {}", run.stdout);
+    }
+    let run = Run::from_output(command().args(["schema", "leads", "--raw"]).output().unwrap());
+    run.assert_code(0);
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert!(v.is_object());
+}
+
+#[test]
+fn check_reads_me() {
+    let sim = sim(10);
+    let run = Run::from_output(
+        command()
+            .env("CTGO_API_KEY", KEY)
+            .args(["check", "--base-url", &sim.base_url()])
+            .output()
+            .unwrap(),
+    );
+    run.assert_code(0);
+    assert!(run.stdout.contains("subscription"), "{}", run.stdout);
+    assert_eq!(sim.requests().me, 1);
+}
+
+#[test]
+fn the_key_appears_nowhere_even_at_trace_level() {
+    let sim = sim_with(|c| {
+        c.leads = 300;
+        c.malformed_every = Some(50);
+    });
+    sim.inject(ctgo_export::simulator::FaultKind::Unavailable, 1);
+    let t = TestDir::new();
+    let (dest, path) = t.sqlite();
+    let mut cmd = sync_cmd(&sim, &dest, &[]);
+    cmd.env("RUST_LOG", "trace");
+    let run = Run::from_output(cmd.output().unwrap());
+    run.assert_code(0);
+    assert!(run.stderr.len() > 1000, "trace logging is on");
+    let secret = &KEY[5..];
+    assert!(!run.stdout.contains(secret));
+    assert!(!run.stderr.contains(secret), "key in logs");
+    // A failing run too.
+    let bad = "ctgo_wrong00000000000000000000000000000000000";
+    let sim2 = Simulator::start(SimConfig {
+        key: Some(KEY.into()),
+        ..SimConfig::new(5, 1)
+    })
+    .unwrap();
+    let run = Run::from_output(
+        command()
+            .env("CTGO_API_KEY", bad)
+            .env("RUST_LOG", "trace")
+            .args(["sync", "--dest", &dest, "--base-url", &sim2.base_url()])
+            .output()
+            .unwrap(),
+    );
+    run.assert_code(3);
+    assert!(!run.stderr.contains(&bad[5..]));
+    for entry in std::fs::read_dir(t.dir.path()).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.contains(secret) && !text.contains(&bad[5..]));
+    }
+    assert!(path.exists());
+}
+
+#[test]
+fn a_second_job_on_the_same_destination_is_refused_and_harms_nothing() {
+    let sim = sim_with(|c| {
+        c.leads = 1_500;
+        c.latency_ms = 150;
+    });
+    let t = TestDir::new();
+    let (dest, path) = t.sqlite();
+    let first = sync_cmd(&sim, &dest, &["--page-size", "100"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sim.requests().leads < 2 {
+        assert!(Instant::now() < deadline, "first job never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = sync(&sim, &dest, &[]);
+    assert_eq!(second.code, 1, "{}", second.stderr);
+    assert!(
+        second.stderr.contains("another ctgo-export job is running"),
+        "{}",
+        second.stderr
+    );
+    let first = Run::from_output(first.wait_with_output().unwrap());
+    first.assert_code(0);
+    assert_eq!(sqlite_lead_ids(&path), expected_ids(&sim));
+    let jobs = query_i64(&path, "SELECT count(*) FROM export_jobs");
+    assert_eq!(jobs, 1, "the refused job recorded nothing");
+}
+
+#[test]
+fn sigint_cancels_cleanly_and_the_next_run_completes() {
+    let sim = sim_with(|c| {
+        c.leads = 2_000;
+        c.latency_ms = 100;
+    });
+    let t = TestDir::new();
+    let (dest, path) = t.sqlite();
+    let child = sync_cmd(&sim, &dest, &["--page-size", "100"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sim.requests().leads < 4 {
+        assert!(Instant::now() < deadline, "job never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let run = Run::from_output(child.wait_with_output().unwrap());
+    run.assert_code(130);
+    let job = run.job();
+    assert_eq!(job["status"], "CANCELLED", "{job}");
+    // What was committed stays; the next run completes the set exactly.
+    let n_after_cancel = sqlite_lead_ids(&path).len();
+    assert!(n_after_cancel < expected_ids(&sim).len());
+    sync_ok(&sim, &dest, &["--page-size", "100"]);
+    assert_eq!(sqlite_lead_ids(&path), expected_ids(&sim));
+    let statuses: Vec<String> = {
+        let conn = db(&path);
+        let mut stmt = conn
+            .prepare("SELECT status FROM export_jobs ORDER BY started_at")
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect()
+    };
+    assert_eq!(statuses, vec!["CANCELLED", "COMPLETED"]);
+}
+
+#[test]
+fn config_file_holds_sync_settings_and_flags_override_it() {
+    let sim = sim(200);
+    let t = TestDir::new();
+    let (dest, path) = t.sqlite();
+    let key_file = t.path("key");
+    std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
+    let cfg = t.path("ctgo.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "dest = \"{dest}\"\nbase_url = \"{}\"\napi_key_file = \"{}\"\ntables = [\"sync_runs\"]\nrequests_per_minute = 0\nlookback = \"20m\"\n",
+            sim.base_url(),
+            key_file.display()
+        ),
+    )
+    .unwrap();
+    let run = Run::from_output(
+        command()
+            .args(["sync", "--json", "--config"])
+            .arg(&cfg)
+            .output()
+            .unwrap(),
+    );
+    run.assert_code(0);
+    assert_eq!(query_i64(&path, "SELECT count(*) FROM leads"), 0, "tables from file");
+    let run = Run::from_output(
+        command()
+            .args(["sync", "--json", "--tables", "leads", "--config"])
+            .arg(&cfg)
+            .output()
+            .unwrap(),
+    );
+    run.assert_code(0);
+    assert_eq!(sqlite_lead_ids(&path), expected_ids(&sim), "flag overrides file");
+}
+
+#[test]
+fn demo_runs_without_key_or_network() {
+    let t = TestDir::new();
+    let out = t.path("demo");
+    let run = Run::from_output(
+        command()
+            .args(["demo", "--leads", "800", "--out"])
+            .arg(&out)
+            .output()
+            .unwrap(),
+    );
+    run.assert_code(0);
+    assert!(out.join("leads.db").exists());
+    assert!(query_i64(&out.join("leads.db"), "SELECT count(*) FROM leads") > 800);
+    assert!(run.stderr.contains("Second export"), "{}", run.stderr);
+}

@@ -1,0 +1,292 @@
+//! `sync` into SQLite against the simulator: the cursor's open points, updates, rejects,
+//! faults, full refresh, runs.
+
+use ctgo_export::simulator::{FaultKind, Ordering, SimConfig, SinceBoundary, Simulator};
+
+use crate::common::*;
+
+#[test]
+fn first_load_then_quiet_rerun_writes_nothing_and_asks_once() {
+    let sim = sim(1_200);
+    let t = TestDir::new();
+    let (dest, path) = t.sqlite();
+
+    let job = sync_ok(&sim, &dest, &[]);
+    let expected = expected_ids(&sim);
+    assert_eq!(sqlite_lead_ids(&path), expected);
+    let (ins, upd, del, _) = leads_counts(&job);
+    assert_eq!((ins, upd, del), (expected.len() as u64, 0, 0));
+    assert!(job["tables"]["sync_runs"]["inserted"].as_u64().unwrap() > 0);
+    assert_eq!(
+        query_i64(&path, "SELECT count(*) FROM sync_runs") as usize,
+        sim.run_ids().len()
+    );
+
+    sim.reset_stats();
+    let job = sync_ok(&sim, &dest, &[]);
+    assert_eq!(leads_counts(&job), (0, 0, 0, 0));
+    assert_eq!(job["entities_inserted"], 0);
+    assert_eq!(job["entities_updated"], 0);
+    let stats = sim.requests();
+    assert_eq!(stats.leads, 1, "a quiet run needs one leads request: {stats:?}");
+    assert!(stats.runs <= 1, "a quiet run needs one runs request: {stats:?}");
+    assert_eq!(sqlite_lead_ids(&path), expected);
+}
+
+#[test]
+fn same_second_and_late_leads_are_caught_under_every_ordering_and_boundary() {
+    for ordering in [Ordering::NewestFirst, Ordering::OldestFirst, Ordering::Shuffled] {
+        for since in [SinceBoundary::Exclusive, SinceBoundary::Inclusive] {
+            let sim = sim_with(|c| {
+                c.leads = 1_100;
+                c.ordering = ordering;
+                c.since = since;
+            });
+            let t = TestDir::new();
+            let (dest, path) = t.sqlite();
+            sync_ok(&sim, &dest, &["--page-size", "200"]);
+
+            let same = sim.add_leads_at_newest_second(4);
+            let late = sim.add_late_leads(6, 10);
+            let job = sync_ok(&sim, &dest, &["--page-size", "200"]);
+            assert_eq!(
+                leads_counts(&job).0,
+                (same.len() + late.len()) as u64,
+                "{ordering:?} {since:?}: {job}"
+            );
+            assert_eq!(sqlite_lead_ids(&path), expected_ids(&sim), "{ordering:?} {since:?}");
+        }
+    }
+}
+
+#[test]
+fn leads_arriving_between_pages_are_exported_exactly_once() {
+    for ordering in [Ordering::NewestFirst, Ordering::OldestFirst] {
+        let sim = sim_with(|c| {
+            c.leads = 1_000;
+            c.ordering = ordering;
+            c.arrivals_between_pages = 25;
+            c.late_arrival_minutes = 5;
+        });
+        let t = TestDir::new();
+        let (dest, path) = t.sqlite();
+        sync_ok(&sim, &dest, &["--page-size", "100"]);
+        sim.update(|c| c.arrivals_between_pages = 0);
+        sync_ok(&sim, &dest, &["--page-size", "100"]);
+        assert_eq!(sqlite_lead_ids(&path), expected_ids(&sim), "{ordering:?}");
+    }
+}
+
+#[test]
+fn a_server_that_ignores_offset_does_not_loop() {
+    let sim = sim_with(|c| {
+        c.leads = 700;
+        c.ignore_offset = true;
+    });
+    let t = TestDir::new();
+    let (dest, _) = t.sqlite();
+    let run = sync(&sim, &dest, &["--page-size", "100"]);
+    run.assert_code(0);
+    assert!(sim.requests().leads <= 3, "{:?}", sim.requests());
+}
+
+#[test]
+fn exported_leads_count_as_updates() {
+    let sim = sim(800);
+    let t = TestDir::new();
+    let (dest, path) = t.sqlite();
+    sync_ok(&sim, &dest, &[]);
+    let ids: Vec<i64> = expected_ids(&sim).into_iter().rev().take(10).collect();
+    sim.mark_exported(&ids);
+    let job = sync_ok(&sim, &dest, &[]);
+    assert_eq!(leads_counts(&job), (0, 10, 0, 0), "{job}");
+    let exported = query_i64(
+        &path,
+        &format!(
+            "SELECT count(*) FROM leads WHERE exported_at IS NOT NULL AND id IN ({})",
+            ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+        ),
+    );
+    assert_eq!(exported, 10);
+    assert_eq!(sqlite_lead_ids(&path), expected_ids(&sim));
+}
+
+#[test]
+fn malformed_records_are_counted_and_kept_in_rejects_once() {
+    let sim = sim_with(|c| {
+        c.leads = 900;
+        c.malformed_every = Some(40);
+    });
+    let t = TestDir::new();
+    let (dest, path) = t.sqlite();
+    let job = sync_ok(&sim, &dest, &[]);
+    let failed = leads_counts(&job).3;
+    let rejects = query_i64(&path, "SELECT count(*) FROM rejects WHERE \"table\" = 'leads'");
+    assert!(failed >= sim.malformed_ids().len() as u64, "{job}");
+    assert_eq!(rejects as u64, failed);
+    assert_eq!(
+        query_i64(&path, "SELECT count(*) FROM rejects WHERE raw = '' OR reason = ''"),
+        0
+    );
+    assert_eq!(sqlite_lead_ids(&path), expected_ids(&sim));
+    // Still in the lookback window next time: not counted again.
+    let job = sync_ok(&sim, &dest, &[]);
+    assert_eq!(leads_counts(&job), (0, 0, 0, 0), "{job}");
+}
+
+#[test]
+fn transient_faults_on_many_requests_are_survived() {
+    let sim = sim_with(|c| {
+        c.leads = 1_500;
+        c.faults.rate = 0.2;
+        c.faults.seed = 3;
+        c.faults.kinds = vec![
+            FaultKind::Unavailable,
+            FaultKind::BadGateway,
+            FaultKind::Drop,
+            FaultKind::CutShort,
+            FaultKind::Nonsense,
+        ];
+    });
+    let t = TestDir::new();
+    let (dest, path) = t.sqlite();
+    sync_ok(&sim, &dest, &["--page-size", "100"]);
+    let stats = sim.requests();
+    assert!(stats.faults >= 3, "faults were injected: {stats:?}");
+    assert_eq!(sqlite_lead_ids(&path), expected_ids(&sim));
+}
+
+#[test]
+fn a_429_is_waited_out() {
+    let sim = sim(300);
+    sim.inject(FaultKind::TooManyRequests, 1);
+    let t = TestDir::new();
+    let (dest, path) = t.sqlite();
+    sync_ok(&sim, &dest, &[]);
+    assert_eq!(sqlite_lead_ids(&path), expected_ids(&sim));
+}
+
+#[test]
+fn full_refresh_marks_gone_leads_deleted_and_keeps_them() {
+    let sim = sim(500);
+    let t = TestDir::new();
+    let (dest, path) = t.sqlite();
+    sync_ok(&sim, &dest, &[]);
+    let gone: Vec<i64> = expected_ids(&sim).into_iter().take(3).collect();
+    sim.remove_leads(&gone);
+    let job = sync_ok(&sim, &dest, &["--full-refresh"]);
+    let (ins, upd, del, _) = leads_counts(&job);
+    assert_eq!((ins, upd, del), (0, 0, 3), "{job}");
+    assert_eq!(
+        query_i64(&path, "SELECT count(*) FROM leads WHERE _deleted_at IS NOT NULL"),
+        3
+    );
+    assert_eq!(
+        query_i64(&path, "SELECT count(*) FROM leads") as usize,
+        expected_ids(&sim).len() + 3
+    );
+    // A second full refresh deletes nothing more.
+    let job = sync_ok(&sim, &dest, &["--full-refresh"]);
+    assert_eq!(leads_counts(&job), (0, 0, 0, 0), "{job}");
+}
+
+#[test]
+fn unfinished_runs_are_extracted_again_and_v1_runs_load() {
+    let sim = sim(200);
+    let t = TestDir::new();
+    let (dest, path) = t.sqlite();
+    sync_ok(&sim, &dest, &["--tables", "sync_runs"]);
+    let unfinished = query_i64(
+        &path,
+        "SELECT count(*) FROM sync_runs WHERE status IN ('running', 'queued')",
+    );
+    assert!(unfinished > 0);
+    assert!(
+        query_i64(&path, "SELECT count(*) FROM sync_runs WHERE likers_count IS NOT NULL") > 0,
+        "v1 runs carry their extra counts"
+    );
+    assert_eq!(
+        query_i64(&path, "SELECT count(*) FROM sync_runs WHERE status = 'completed'"),
+        0,
+        "v1 status is normalised"
+    );
+    let finished = sim.complete_runs();
+    let job = sync_ok(&sim, &dest, &["--tables", "sync_runs"]);
+    assert_eq!(
+        job["tables"]["sync_runs"]["updated"].as_u64().unwrap(),
+        finished as u64,
+        "{job}"
+    );
+    assert_eq!(
+        query_i64(
+            &path,
+            "SELECT count(*) FROM sync_runs WHERE status IN ('running', 'queued')"
+        ),
+        0
+    );
+    assert_eq!(query_i64(&path, "SELECT count(*) FROM leads"), 0);
+}
+
+#[test]
+fn stream_filter_uses_the_per_stream_endpoint() {
+    let sim = sim(600);
+    let t = TestDir::new();
+    let (dest, path) = t.sqlite();
+    sync_ok(&sim, &dest, &["--stream", "2", "--tables", "leads"]);
+    assert!(query_i64(&path, "SELECT count(*) FROM leads") > 0);
+    assert_eq!(
+        query_i64(&path, "SELECT count(*) FROM leads WHERE stream_id <> 2"),
+        0
+    );
+    let all: Vec<i64> = {
+        let ids = expected_ids(&sim);
+        ids.into_iter()
+            .filter(|id| sim.lead_json(*id).is_some_and(|l| l["streamId"] == 2))
+            .collect()
+    };
+    assert_eq!(sqlite_lead_ids(&path), all);
+}
+
+#[test]
+fn since_sets_the_first_runs_start() {
+    let sim = sim(400);
+    let t = TestDir::new();
+    let (dest, path) = t.sqlite();
+    let ids = expected_ids(&sim);
+    let mid = sim.lead_json(ids[ids.len() / 2]).unwrap()["discoveredAt"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    sync_ok(&sim, &dest, &["--since", &mid, "--tables", "leads"]);
+    let n = query_i64(&path, "SELECT count(*) FROM leads") as usize;
+    assert!(n > 0 && n < ids.len(), "{n} of {}", ids.len());
+    assert_eq!(
+        query_i64(
+            &path,
+            &format!("SELECT count(*) FROM leads WHERE discovered_at < '{mid}'")
+        ),
+        0
+    );
+}
+
+#[test]
+fn every_open_point_ends_with_the_api_set_after_changes() {
+    // A longer story on one destination: several rounds of arrivals and updates.
+    let sim = Simulator::start(SimConfig {
+        ordering: Ordering::Shuffled,
+        since: SinceBoundary::Inclusive,
+        ..SimConfig::new(900, 9)
+    })
+    .unwrap();
+    let t = TestDir::new();
+    let (dest, path) = t.sqlite();
+    for round in 0..4 {
+        sim.add_leads(30 + round * 7);
+        sim.add_late_leads(3, 12);
+        sim.add_leads_at_newest_second(2);
+        let some: Vec<i64> = expected_ids(&sim).into_iter().step_by(97).collect();
+        sim.mark_exported(&some);
+        sync_ok(&sim, &dest, &["--page-size", "150"]);
+        assert_eq!(sqlite_lead_ids(&path), expected_ids(&sim), "round {round}");
+    }
+}
