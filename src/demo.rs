@@ -37,7 +37,7 @@ async fn export(base_url: &str, dest: DestSpec) -> anyhow::Result<JobOutcome> {
 fn describe(label: &str, o: &JobOutcome) -> String {
     let j = &o.job;
     let mut s = format!(
-        "{label}: {} in {:.2} s with {} API requests: {} inserted, {} updated, {} failed (quarantined in rejects)",
+        "{label}: {} in {:.2} s with {} API requests: {} inserted, {} updated, {} failed",
         j.status,
         j.duration_seconds.unwrap_or_default(),
         o.requests,
@@ -45,6 +45,9 @@ fn describe(label: &str, o: &JobOutcome) -> String {
         j.entities_updated,
         j.entities_failed
     );
+    if j.entities_failed > 0 {
+        s += " (malformed: quarantined in rejects)";
+    }
     for (t, c) in &j.tables {
         s += &format!(
             "\n    {t}: {} inserted, {} updated, {} failed",
@@ -54,47 +57,58 @@ fn describe(label: &str, o: &JobOutcome) -> String {
     s
 }
 
+/// The three destinations of the demo, side by side in `out`.
+pub fn demo_destinations(out: &Path) -> [DestSpec; 3] {
+    [
+        DestSpec::Sqlite(out.join("leads.db")),
+        DestSpec::Parquet(out.join("parquet")),
+        DestSpec::Csv(out.join("csv")),
+    ]
+}
+
 pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
+    let dests = demo_destinations(&args.out);
     let db = args.out.join("leads.db");
     let mut cfg = SimConfig::new(args.leads, 7);
     cfg.malformed_every = Some(997);
     let sim = Simulator::start(cfg).context("starting the built-in simulator")?;
     let base = sim.base_url();
     eprintln!(
-        "Simulator on {base} serving {} leads; exporting into sqlite:{}",
-        args.leads,
-        db.display()
+        "Simulator on {base} serving {} leads (a few deliberately malformed).",
+        args.leads
     );
 
-    let first = export(&base, DestSpec::Sqlite(db.clone())).await?;
-    eprintln!("{}", describe("First export ", &first));
-    if first.exit_code != exit::COMPLETED {
-        return Ok(first.exit_code);
+    for round in ["First export ", "Second export"] {
+        if round.starts_with("Second") {
+            // The API moves on: new leads, late ones, leads exported in the product, runs
+            // finishing. The second export is incremental: only these are written.
+            let ids = sim.lead_ids();
+            sim.mark_exported(&ids[ids.len().saturating_sub(5)..]);
+            sim.add_leads(40);
+            sim.add_late_leads(3, 10);
+            sim.complete_runs();
+            eprintln!("\nThe API changed: 43 new leads (3 of them 10 minutes late), 5 recent leads exported in the product (updates), runs finished.");
+        }
+        for dest in &dests {
+            let o = export(&base, dest.clone()).await?;
+            eprintln!("{}", describe(&format!("{round} → {dest}"), &o));
+            if o.exit_code != exit::COMPLETED {
+                return Ok(o.exit_code);
+            }
+        }
     }
 
-    // The API moves on: new leads, a late one, leads exported in the product, runs finishing.
-    let added = sim.add_leads(40);
-    sim.add_late_leads(3, 10);
-    sim.mark_exported(&sim.lead_ids()[..5]);
-    sim.complete_runs();
-    let second = export(&base, DestSpec::Sqlite(db.clone())).await?;
-    eprintln!("{}", describe("Second export", &second));
-
-    summary(&db, added.len())?;
+    summary(&db)?;
+    let out = args.out.display();
     eprintln!(
-        "\nTry:  sqlite3 {} 'SELECT handle, follower_count, discovered_at FROM leads ORDER BY discovered_at DESC LIMIT 5'",
-        db.display()
+        "\nTry:\n  sqlite3 {out}/leads.db 'SELECT handle, follower_count, discovered_at FROM leads ORDER BY discovered_at DESC LIMIT 5'\n  duckdb -c \"SELECT count(DISTINCT id) FROM read_parquet('{out}/parquet/leads/*.parquet')\"\n  ls {out}/csv/leads/\n  ctgo-export jobs --dest sqlite:{out}/leads.db"
     );
-    eprintln!(
-        "      cargo run --release -- jobs --dest sqlite:{}",
-        db.display()
-    );
-    Ok(second.exit_code)
+    Ok(exit::COMPLETED)
 }
 
-fn summary(db: &Path, _added: usize) -> anyhow::Result<()> {
+fn summary(db: &Path) -> anyhow::Result<()> {
     let conn =
         rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     let count = |sql: &str| -> anyhow::Result<i64> { Ok(conn.query_row(sql, [], |r| r.get(0))?) };

@@ -43,8 +43,10 @@ fn main() -> ExitCode {
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();
@@ -135,6 +137,12 @@ async fn sync(args: SyncArgs) -> anyhow::Result<i32> {
         println!("{}", outcome.job.to_json_line());
     }
     eprintln!("{}", summary_line(&outcome.job, outcome.requests));
+    if outcome.job.entities_failed > 0 {
+        eprintln!(
+            "ctgo-export: {} records did not fit the schema; they are kept in the `rejects` table with the reason and their JSON",
+            outcome.job.entities_failed
+        );
+    }
     if let Some(err) = &outcome.job.error
         && outcome.exit_code != exit::COMPLETED
     {
@@ -183,7 +191,7 @@ fn jobs(args: JobsArgs) -> anyhow::Result<i32> {
         "ID", "STATUS", "STARTED", "SECONDS", "INSERTED", "UPDATED", "DELETED", "FAILED"
     );
     for j in &jobs {
-        println!(
+        let line = format!(
             "{:<36}  {:<10}  {:<24}  {:>9.2}  {:>8}  {:>8}  {:>8}  {:>6}  {}",
             j.id,
             j.status.as_str(),
@@ -195,6 +203,7 @@ fn jobs(args: JobsArgs) -> anyhow::Result<i32> {
             j.entities_failed,
             j.error.as_deref().unwrap_or("")
         );
+        println!("{}", line.trim_end());
     }
     Ok(exit::COMPLETED)
 }

@@ -2,8 +2,8 @@
 //!
 //! Production uses [`TokioClock`] (`tokio::time`). Tests drive the same code with
 //! [`ManualClock`], whose sleeps move virtual time forward at once: waits are measured exactly
-//! and no test sleeps. (tokio's paused time would do the same, but it needs tokio's
-//! `test-util` feature.)
+//! and no test sleeps. The production clock itself is tested under tokio's paused time
+//! (`api::paused_tests`).
 
 use std::future::Future;
 use std::time::Duration;

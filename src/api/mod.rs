@@ -665,3 +665,5 @@ pub fn parse_base_url(s: &str) -> Result<reqwest::Url, String> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod paused_tests;

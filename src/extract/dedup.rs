@@ -133,11 +133,19 @@ pub fn stage_page(
                 .first_reject(xxh3_128(&h))
                 .map_err(DestError::sql("staging rejects"))?
             {
-                tracing::warn!(table = table.name(), reason = %r.reason, "Record rejected; kept in rejects.");
+                tracing::debug!(table = table.name(), reason = %r.reason, "Record rejected.");
                 fresh.push(r);
             }
         }
         out.counts.failed = fresh.len() as u64;
+        if let Some(first) = fresh.first() {
+            tracing::info!(
+                table = table.name(),
+                rejected = fresh.len(),
+                first_reason = %first.reason,
+                "Records that do not fit the schema were quarantined in `rejects`."
+            );
+        }
         if !fresh.is_empty() {
             let batch = mapping::rejects_batch(&fresh, &ctx.job_id, ctx.extracted_at_ms);
             dest.write_rejects(&batch)?;

@@ -335,3 +335,31 @@ fn demo_runs_without_key_or_network() {
     assert!(query_i64(&out.join("leads.db"), "SELECT count(*) FROM leads") > 800);
     assert!(run.stderr.contains("Second export"), "{}", run.stderr);
 }
+
+#[test]
+fn schema_output_snapshot() {
+    let run = Run::from_output(command().args(["schema", "leads"]).output().unwrap());
+    run.assert_code(0);
+    insta::assert_snapshot!("schema_leads", run.stdout);
+}
+
+#[test]
+fn jobs_table_snapshot() {
+    let sim = sim(120);
+    let t = TestDir::new();
+    let (dest, _) = t.sqlite();
+    sync_ok(&sim, &dest, &[]);
+    sim.add_leads(3);
+    sync_ok(&sim, &dest, &["--tables", "leads"]);
+    let run = Run::from_output(command().args(["jobs", "--dest", &dest]).output().unwrap());
+    run.assert_code(0);
+    let mut settings = insta::Settings::clone_current();
+    settings.add_filter(
+        r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+        "[UUID]",
+    );
+    settings.add_filter(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", "[TIMESTAMP]");
+    settings.add_filter(r" +\d+\.\d\d ", " [SECONDS] ");
+    // Redact what changes from run to run: ids, timestamps, durations.
+    settings.bind(|| insta::assert_snapshot!("jobs_table", run.stdout));
+}
