@@ -71,6 +71,9 @@ pub struct SyncArgs {
     /// Request budget per minute (the API allows 60); 0 = no limit (simulator only).
     #[arg(long, env = "CTGO_REQUESTS_PER_MINUTE", value_name = "N")]
     pub requests_per_minute: Option<u32>,
+    /// Retries of a transient API fault (5xx, timeout, dropped connection) before the job fails.
+    #[arg(long, env = "CTGO_MAX_RETRIES", value_name = "N")]
+    pub max_retries: Option<u32>,
     /// Write a UTF-8 byte order mark at the start of CSV files (for Excel).
     #[arg(long)]
     pub csv_bom: bool,

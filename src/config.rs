@@ -134,6 +134,7 @@ pub struct FileConfig {
     pub full_refresh: Option<bool>,
     pub json: Option<bool>,
     pub requests_per_minute: Option<u32>,
+    pub max_retries: Option<u32>,
     pub csv_bom: Option<bool>,
     pub page_size: Option<u32>,
 }
@@ -236,7 +237,10 @@ impl JobConfig {
             page_size,
             runs_page_size: DEFAULT_RUNS_PAGE_SIZE,
             progress: !args.no_progress,
-            max_retries: api::DEFAULT_MAX_RETRIES,
+            max_retries: args
+                .max_retries
+                .or(file.max_retries)
+                .unwrap_or(api::DEFAULT_MAX_RETRIES),
             timeout: api::DEFAULT_TIMEOUT,
         })
     }

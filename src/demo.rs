@@ -89,7 +89,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
             sim.add_leads(40);
             sim.add_late_leads(3, 10);
             sim.complete_runs();
-            eprintln!("\nThe API changed: 43 new leads (3 of them 10 minutes late), 5 recent leads exported in the product (updates), runs finished.");
+            eprintln!(
+                "\nThe API changed: 43 new leads (3 of them 10 minutes late), 5 recent leads exported in the product (updates), runs finished."
+            );
         }
         for dest in &dests {
             let o = export(&base, dest.clone()).await?;

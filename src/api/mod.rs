@@ -664,6 +664,6 @@ pub fn parse_base_url(s: &str) -> Result<reqwest::Url, String> {
 }
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod paused_tests;
+#[cfg(test)]
+mod tests;

@@ -68,7 +68,11 @@ async fn retry_after_is_waited_exactly_and_backoff_is_bounded() {
     .await
     .unwrap();
     assert_eq!(v, 3);
-    assert_eq!(start.elapsed(), Duration::from_secs(14), "two Retry-After: 7");
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_secs(14),
+        "two Retry-After: 7"
+    );
 
     let start = Instant::now();
     let err = retry::run::<(), _, _>(
@@ -81,7 +85,10 @@ async fn retry_after_is_waited_exactly_and_backoff_is_bounded() {
     )
     .await
     .unwrap_err();
-    assert!(matches!(err, ApiError::RetriesExhausted { attempts: 5, .. }), "{err}");
+    assert!(
+        matches!(err, ApiError::RetriesExhausted { attempts: 5, .. }),
+        "{err}"
+    );
     let took = start.elapsed();
     // 4 waits from 250 ms doubling, with jitter of up to one more step each.
     assert!(

@@ -31,11 +31,41 @@ fn malformed_key_and_bad_flags_are_usage_errors() {
     let (dest, _) = t.sqlite();
     let base = sim.base_url();
     let cases: Vec<Vec<&str>> = vec![
-        vec!["sync", "--dest", &dest, "--base-url", &base, "--lookback", "soon"],
+        vec![
+            "sync",
+            "--dest",
+            &dest,
+            "--base-url",
+            &base,
+            "--lookback",
+            "soon",
+        ],
         vec!["sync", "--dest", "mysql:x", "--base-url", &base],
-        vec!["sync", "--dest", &dest, "--base-url", "http://example.com/api/v2"],
-        vec!["sync", "--dest", &dest, "--base-url", &base, "--tables", "users"],
-        vec!["sync", "--dest", &dest, "--base-url", &base, "--since", "last week"],
+        vec![
+            "sync",
+            "--dest",
+            &dest,
+            "--base-url",
+            "http://example.com/api/v2",
+        ],
+        vec![
+            "sync",
+            "--dest",
+            &dest,
+            "--base-url",
+            &base,
+            "--tables",
+            "users",
+        ],
+        vec![
+            "sync",
+            "--dest",
+            &dest,
+            "--base-url",
+            &base,
+            "--since",
+            "last week",
+        ],
         vec!["sync", "--dest", &dest, "--bogus"],
         vec!["jobs", "--dest", &dest, "--limit", "0"],
         vec!["jobs", "--dest", &dest, "--limit", "1001"],
@@ -122,8 +152,14 @@ fn jobs_lists_newest_first_with_counts() {
     assert_eq!(lines[0]["id"], second["id"]);
     assert_eq!(lines[1]["id"], first["id"]);
     assert_eq!(lines[0]["entities_inserted"], 5);
-    assert_eq!(lines[0], second, "jobs --json shows the record sync --json printed");
-    assert_eq!(first["source_connection_id"], second["source_connection_id"]);
+    assert_eq!(
+        lines[0], second,
+        "jobs --json shows the record sync --json printed"
+    );
+    assert_eq!(
+        first["source_connection_id"],
+        second["source_connection_id"]
+    );
     let run = Run::from_output(
         command()
             .args(["jobs", "--dest", &dest, "--limit", "1"])
@@ -139,10 +175,22 @@ fn jobs_lists_newest_first_with_counts() {
 fn schema_prints_every_table() {
     let run = Run::from_output(command().args(["schema"]).output().unwrap());
     run.assert_code(0);
-    for needle in ["leads", "sync_runs", "export_jobs", "rejects", "discovered_at", "progress_log"] {
+    for needle in [
+        "leads",
+        "sync_runs",
+        "export_jobs",
+        "rejects",
+        "discovered_at",
+        "progress_log",
+    ] {
         assert!(run.stdout.contains(needle), "{needle} in {}", run.stdout);
     }
-    let run = Run::from_output(command().args(["schema", "leads", "--raw"]).output().unwrap());
+    let run = Run::from_output(
+        command()
+            .args(["schema", "leads", "--raw"])
+            .output()
+            .unwrap(),
+    );
     run.assert_code(0);
     let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert!(v.is_object());
@@ -307,7 +355,11 @@ fn config_file_holds_sync_settings_and_flags_override_it() {
             .unwrap(),
     );
     run.assert_code(0);
-    assert_eq!(query_i64(&path, "SELECT count(*) FROM leads"), 0, "tables from file");
+    assert_eq!(
+        query_i64(&path, "SELECT count(*) FROM leads"),
+        0,
+        "tables from file"
+    );
     let run = Run::from_output(
         command()
             .args(["sync", "--json", "--tables", "leads", "--config"])
@@ -316,7 +368,11 @@ fn config_file_holds_sync_settings_and_flags_override_it() {
             .unwrap(),
     );
     run.assert_code(0);
-    assert_eq!(sqlite_lead_ids(&path), expected_ids(&sim), "flag overrides file");
+    assert_eq!(
+        sqlite_lead_ids(&path),
+        expected_ids(&sim),
+        "flag overrides file"
+    );
 }
 
 #[test]
@@ -362,4 +418,47 @@ fn jobs_table_snapshot() {
     settings.add_filter(r" +\d+\.\d\d ", " [SECONDS] ");
     // Redact what changes from run to run: ids, timestamps, durations.
     settings.bind(|| insta::assert_snapshot!("jobs_table", run.stdout));
+}
+
+#[test]
+fn an_api_that_answers_nonsense_fails_the_job_clearly_and_loses_nothing() {
+    use ctgo_export::simulator::FaultKind;
+    let sim = sim(300);
+    let t = TestDir::new();
+    let (dest, path) = t.sqlite();
+    sync_ok(&sim, &dest, &[]);
+    sim.add_leads(20);
+    sim.update(|c| {
+        c.faults.rate = 1.0;
+        c.faults.kinds = vec![FaultKind::Nonsense];
+    });
+    let run = sync(&sim, &dest, &["--max-retries", "2"]);
+    run.assert_code(1);
+    let job = run.job();
+    assert_eq!(job["status"], "FAILED");
+    assert!(
+        job["error"].as_str().unwrap().contains("leads"),
+        "the error says what answered nonsense: {job}"
+    );
+    // The API recovers: the next run catches up exactly.
+    sim.update(|c| c.faults.rate = 0.0);
+    let job = sync_ok(&sim, &dest, &[]);
+    assert_eq!(leads_counts(&job).0, 20);
+    assert_eq!(sqlite_lead_ids(&path), expected_ids(&sim));
+}
+
+#[test]
+fn exhausted_credits_stop_the_job_with_a_message() {
+    let sim = sim_with(|c| c.credits_exhausted = true);
+    let t = TestDir::new();
+    let (dest, _) = t.sqlite();
+    let run = sync(&sim, &dest, &[]);
+    run.assert_code(1);
+    assert_eq!(run.job()["status"], "FAILED");
+    assert!(
+        run.stderr.to_lowercase().contains("credit"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(sim.requests().leads, 1, "not retried");
 }

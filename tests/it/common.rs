@@ -84,14 +84,25 @@ pub fn command() -> Command {
 pub fn sync_cmd(sim: &Simulator, dest: &str, extra: &[&str]) -> Command {
     let mut c = command();
     c.env("CTGO_API_KEY", KEY)
-        .args(["sync", "--json", "--requests-per-minute", "0", "--dest", dest])
+        .args([
+            "sync",
+            "--json",
+            "--requests-per-minute",
+            "0",
+            "--dest",
+            dest,
+        ])
         .args(["--base-url", &sim.base_url()])
         .args(extra);
     c
 }
 
 pub fn sync(sim: &Simulator, dest: &str, extra: &[&str]) -> Run {
-    Run::from_output(sync_cmd(sim, dest, extra).output().expect("run ctgo-export"))
+    Run::from_output(
+        sync_cmd(sim, dest, extra)
+            .output()
+            .expect("run ctgo-export"),
+    )
 }
 
 /// A sync that must complete; returns the job record.

@@ -20,7 +20,12 @@ fn churn(sim: &Simulator, round: usize) {
     sim.add_late_leads(3, 8);
     sim.add_leads_at_newest_second(2);
     let ids = expected_ids(sim);
-    let some: Vec<i64> = ids.iter().copied().skip(round * 13 % 50).step_by(61).collect();
+    let some: Vec<i64> = ids
+        .iter()
+        .copied()
+        .skip(round * 13 % 50)
+        .step_by(61)
+        .collect();
     sim.mark_exported(&some);
     if round.is_multiple_of(3) {
         sim.complete_runs();
@@ -31,7 +36,11 @@ fn churn(sim: &Simulator, round: usize) {
 fn verify(sim: &Simulator, dest: &str, path: &std::path::Path, label: &str) {
     let run = sync(sim, dest, PAGE);
     assert_eq!(run.code, 0, "{label}: recovery run failed: {}", run.stderr);
-    assert_eq!(sqlite_lead_ids(path), expected_ids(sim), "{label}: lead set");
+    assert_eq!(
+        sqlite_lead_ids(path),
+        expected_ids(sim),
+        "{label}: lead set"
+    );
     let conn = db(path);
     let unfinished: i64 = conn
         .query_row(
@@ -42,7 +51,9 @@ fn verify(sim: &Simulator, dest: &str, path: &std::path::Path, label: &str) {
         .unwrap();
     assert_eq!(unfinished, 0, "{label}: a crashed job is marked FAILED");
     let inserted: i64 = conn
-        .query_row("SELECT sum(entities_inserted) FROM export_jobs", [], |r| r.get(0))
+        .query_row("SELECT sum(entities_inserted) FROM export_jobs", [], |r| {
+            r.get(0)
+        })
         .unwrap();
     let rows: i64 = conn
         .query_row(
@@ -110,7 +121,10 @@ fn kill_at_the_nth_fsync_with_strace_loses_and_duplicates_nothing() {
         .status()
         .is_err()
     {
-        assert!(!in_ci(), "strace is required in CI (scripts/test installs it)");
+        assert!(
+            !in_ci(),
+            "strace is required in CI (scripts/test installs it)"
+        );
         eprintln!("skipping: strace not installed");
         return;
     }
@@ -121,15 +135,22 @@ fn kill_at_the_nth_fsync_with_strace_loses_and_duplicates_nothing() {
     for (round, n) in [1, 2, 3, 4, 5, 6, 8].into_iter().enumerate() {
         churn(&sim, round);
         let mut cmd = std::process::Command::new("strace");
-        cmd.args(["-f", "-qq", "-o", "/dev/null", "-e", "trace=fsync,fdatasync"])
-            .arg("-e")
-            .arg(format!("inject=fsync,fdatasync:signal=KILL:when={n}"))
-            .arg(bin())
-            .args(["sync", "--json", "--requests-per-minute", "0"])
-            .args(["--dest", &dest, "--base-url", &sim.base_url()])
-            .args(PAGE)
-            .env("CTGO_API_KEY", KEY)
-            .env_remove("CTGO_TEST_CRASH_AT");
+        cmd.args([
+            "-f",
+            "-qq",
+            "-o",
+            "/dev/null",
+            "-e",
+            "trace=fsync,fdatasync",
+        ])
+        .arg("-e")
+        .arg(format!("inject=fsync,fdatasync:signal=KILL:when={n}"))
+        .arg(bin())
+        .args(["sync", "--json", "--requests-per-minute", "0"])
+        .args(["--dest", &dest, "--base-url", &sim.base_url()])
+        .args(PAGE)
+        .env("CTGO_API_KEY", KEY)
+        .env_remove("CTGO_TEST_CRASH_AT");
         let run = Run::from_output(cmd.output().unwrap());
         if run.code != 0 {
             kills += 1;

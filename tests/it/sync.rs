@@ -1,7 +1,7 @@
 //! `sync` into SQLite against the simulator: the cursor's open points, updates, rejects,
 //! faults, full refresh, runs.
 
-use ctgo_export::simulator::{FaultKind, Ordering, SimConfig, SinceBoundary, Simulator};
+use ctgo_export::simulator::{FaultKind, Ordering, SimConfig, Simulator, SinceBoundary};
 
 use crate::common::*;
 
@@ -28,14 +28,24 @@ fn first_load_then_quiet_rerun_writes_nothing_and_asks_once() {
     assert_eq!(job["entities_inserted"], 0);
     assert_eq!(job["entities_updated"], 0);
     let stats = sim.requests();
-    assert_eq!(stats.leads, 1, "a quiet run needs one leads request: {stats:?}");
-    assert!(stats.runs <= 1, "a quiet run needs one runs request: {stats:?}");
+    assert_eq!(
+        stats.leads, 1,
+        "a quiet run needs one leads request: {stats:?}"
+    );
+    assert!(
+        stats.runs <= 1,
+        "a quiet run needs one runs request: {stats:?}"
+    );
     assert_eq!(sqlite_lead_ids(&path), expected);
 }
 
 #[test]
 fn same_second_and_late_leads_are_caught_under_every_ordering_and_boundary() {
-    for ordering in [Ordering::NewestFirst, Ordering::OldestFirst, Ordering::Shuffled] {
+    for ordering in [
+        Ordering::NewestFirst,
+        Ordering::OldestFirst,
+        Ordering::Shuffled,
+    ] {
         for since in [SinceBoundary::Exclusive, SinceBoundary::Inclusive] {
             let sim = sim_with(|c| {
                 c.leads = 1_100;
@@ -54,7 +64,11 @@ fn same_second_and_late_leads_are_caught_under_every_ordering_and_boundary() {
                 (same.len() + late.len()) as u64,
                 "{ordering:?} {since:?}: {job}"
             );
-            assert_eq!(sqlite_lead_ids(&path), expected_ids(&sim), "{ordering:?} {since:?}");
+            assert_eq!(
+                sqlite_lead_ids(&path),
+                expected_ids(&sim),
+                "{ordering:?} {since:?}"
+            );
         }
     }
 }
@@ -104,7 +118,10 @@ fn exported_leads_count_as_updates() {
         &path,
         &format!(
             "SELECT count(*) FROM leads WHERE exported_at IS NOT NULL AND id IN ({})",
-            ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+            ids.iter()
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
         ),
     );
     assert_eq!(exported, 10);
@@ -121,11 +138,17 @@ fn malformed_records_are_counted_and_kept_in_rejects_once() {
     let (dest, path) = t.sqlite();
     let job = sync_ok(&sim, &dest, &[]);
     let failed = leads_counts(&job).3;
-    let rejects = query_i64(&path, "SELECT count(*) FROM rejects WHERE \"table\" = 'leads'");
+    let rejects = query_i64(
+        &path,
+        "SELECT count(*) FROM rejects WHERE \"table\" = 'leads'",
+    );
     assert!(failed >= sim.malformed_ids().len() as u64, "{job}");
     assert_eq!(rejects as u64, failed);
     assert_eq!(
-        query_i64(&path, "SELECT count(*) FROM rejects WHERE raw = '' OR reason = ''"),
+        query_i64(
+            &path,
+            "SELECT count(*) FROM rejects WHERE raw = '' OR reason = ''"
+        ),
         0
     );
     assert_eq!(sqlite_lead_ids(&path), expected_ids(&sim));
@@ -178,7 +201,10 @@ fn full_refresh_marks_gone_leads_deleted_and_keeps_them() {
     let (ins, upd, del, _) = leads_counts(&job);
     assert_eq!((ins, upd, del), (0, 0, 3), "{job}");
     assert_eq!(
-        query_i64(&path, "SELECT count(*) FROM leads WHERE _deleted_at IS NOT NULL"),
+        query_i64(
+            &path,
+            "SELECT count(*) FROM leads WHERE _deleted_at IS NOT NULL"
+        ),
         3
     );
     assert_eq!(
@@ -202,11 +228,17 @@ fn unfinished_runs_are_extracted_again_and_v1_runs_load() {
     );
     assert!(unfinished > 0);
     assert!(
-        query_i64(&path, "SELECT count(*) FROM sync_runs WHERE likers_count IS NOT NULL") > 0,
+        query_i64(
+            &path,
+            "SELECT count(*) FROM sync_runs WHERE likers_count IS NOT NULL"
+        ) > 0,
         "v1 runs carry their extra counts"
     );
     assert_eq!(
-        query_i64(&path, "SELECT count(*) FROM sync_runs WHERE status = 'completed'"),
+        query_i64(
+            &path,
+            "SELECT count(*) FROM sync_runs WHERE status = 'completed'"
+        ),
         0,
         "v1 status is normalised"
     );
