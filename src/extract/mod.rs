@@ -44,6 +44,9 @@ pub mod dedup;
 
 pub use cancel::Cancel;
 
+/// How far past the extraction time the cursor may move (clock skew between us and the API).
+pub const MAX_CURSOR_AHEAD_MS: i64 = 60_000;
+
 /// Exit statuses of `sync` (product.md).
 pub mod exit {
     pub const COMPLETED: i32 = 0;
@@ -478,7 +481,9 @@ impl JobRun<'_> {
                 }
             }
         }
-        if full {
+        // Deletions only when every run was listed: the per-stream endpoint shows only the
+        // latest page of runs, so an older run missing from it is not gone.
+        if full && self.cfg.streams.is_empty() {
             let job_id = self.job.id.clone();
             let streams = self.cfg.streams.clone();
             let dest = self.dest.as_mut().expect("destination present");
@@ -649,6 +654,16 @@ fn write_leads(
                 progress.inc(refs.len() as u64);
             }
             Msg::Done { pages } => {
+                // A record dated in the future (a clock or data error upstream) must not push
+                // the cursor past now: every later lead would fall before `since`.
+                let ceiling = ctx.extracted_at_ms + MAX_CURSOR_AHEAD_MS;
+                if max_cursor.is_some_and(|c| c > ceiling) {
+                    tracing::warn!(
+                        newest = max_cursor.map(dest::format_ms),
+                        "A lead is dated in the future; the cursor stops at now."
+                    );
+                    max_cursor = Some(ceiling).max(cursor);
+                }
                 if let Some(c) = max_cursor
                     && Some(c) != cursor
                 {
@@ -683,4 +698,31 @@ fn write_leads(
     }
     // The fetcher stopped without reaching the end: it reports why. Nothing more to stage.
     Ok(job)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_reads_back_the_lookback_and_one_more_second() {
+        let cursor = crate::job::parse_ts("2026-06-02T09:01:00.000Z")
+            .unwrap()
+            .timestamp_millis();
+        let since = since_for(Some(cursor), std::time::Duration::from_secs(900), None).unwrap();
+        assert_eq!(since.to_rfc3339(), "2026-06-02T08:45:59+00:00");
+        // Sub-second cursors round down before subtracting.
+        let since = since_for(Some(cursor + 999), std::time::Duration::ZERO, None).unwrap();
+        assert_eq!(since.to_rfc3339(), "2026-06-02T09:00:59+00:00");
+        // No cursor: the configured first start, or everything.
+        let first = crate::job::parse_ts("2026-01-01T00:00:00Z");
+        assert_eq!(since_for(None, std::time::Duration::ZERO, first), first);
+        assert_eq!(since_for(None, std::time::Duration::ZERO, None), None);
+    }
+
+    #[test]
+    fn cursor_scopes_are_per_stream() {
+        assert_eq!(cursor_scope(None), "leads");
+        assert_eq!(cursor_scope(Some(42)), "leads:stream:42");
+    }
 }
