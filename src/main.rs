@@ -75,7 +75,12 @@ async fn run(cli: Cli) -> i32 {
 /// Usage and configuration errors exit 2, API refusals 3, the rest 1.
 fn exit_code_for(err: &anyhow::Error) -> i32 {
     for cause in err.chain() {
-        if cause.downcast_ref::<ConfigError>().is_some() {
+        if cause.downcast_ref::<ConfigError>().is_some()
+            || matches!(
+                cause.downcast_ref::<DestError>(),
+                Some(DestError::Missing { .. })
+            )
+        {
             return exit::USAGE;
         }
         if let Some(api) = cause.downcast_ref::<ApiError>() {

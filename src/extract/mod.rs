@@ -259,7 +259,9 @@ fn progress_bar(cfg: &JobConfig) -> ProgressBar {
     }
     let pb = ProgressBar::new(0);
     pb.set_style(
-        ProgressStyle::with_template("{spinner} {msg} {pos}/{len} [{elapsed_precise}] {per_sec}")
+        ProgressStyle::with_template(
+            "{spinner} {msg} {wide_bar} {human_pos}/{human_len} records [{elapsed_precise}, {eta} left]",
+        )
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     pb
@@ -337,7 +339,10 @@ impl JobRun<'_> {
             full_refresh = full,
             "Exporting leads."
         );
-        self.progress.set_message(format!("leads ({scope})"));
+        self.progress.set_message(match stream {
+            None => "leads, all streams".to_string(),
+            Some(id) => format!("leads, stream {id}"),
+        });
 
         let (tx, rx) = mpsc::channel::<Msg>(2);
         let fetch = tokio::spawn(fetch_leads(

@@ -540,7 +540,14 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     let key = args.key.as_deref().unwrap_or(EXAMPLE_KEY);
     eprintln!("Simulator serving {} leads on {base}", args.leads);
     eprintln!("Example key: {key}");
-    eprintln!("Try:  CTGO_API_KEY={key} ctgo-export sync --base-url {base} --dest sqlite:leads.db");
+    eprintln!(
+        "Try:  CTGO_API_KEY={key} ctgo-export sync --base-url {base} --dest sqlite:leads.db --requests-per-minute {}",
+        if args.rate_limit.is_some() {
+            "60"
+        } else {
+            "0   # no budget of our own: the simulator has no rate limit"
+        }
+    );
     eprintln!("Press Ctrl-C to stop.");
     let stopped = tokio::signal::ctrl_c().await;
     tokio::task::spawn_blocking(move || drop(sim))
