@@ -264,6 +264,36 @@ impl FileStore {
         Ok(rec)
     }
 
+    /// Finished jobs whose `export_jobs/` file was never committed: jobs a crash ended (marked
+    /// FAILED just now, or by a recovery that itself crashed before writing their file). The
+    /// recovery writes them, so the export_jobs dataset always matches the ledger.
+    pub fn jobs_without_file(&self) -> Result<Vec<JobRecord>, DestError> {
+        let ids: Vec<String> = {
+            let mut stmt = self
+                .store
+                .conn()
+                .prepare(
+                    "SELECT id FROM export_jobs j
+                     WHERE status IN ('COMPLETED', 'FAILED', 'CANCELLED')
+                       AND NOT EXISTS (SELECT 1 FROM _ctgo_files f
+                                       WHERE f.tbl = 'export_jobs' AND f.job_id = j.id)
+                     ORDER BY started_at",
+                )
+                .map_err(DestError::sql("reading the job ledger"))?;
+            stmt.query_map([], |r| r.get(0))
+                .map_err(DestError::sql("reading the job ledger"))?
+                .collect::<Result<_, _>>()
+                .map_err(DestError::sql("reading the job ledger"))?
+        };
+        let mut jobs = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(job) = self.ledger_job(&id)? {
+                jobs.push(job);
+            }
+        }
+        Ok(jobs)
+    }
+
     /// The job record as it is in the ledger (after `fail_interrupted_jobs`).
     pub fn ledger_job(&self, id: &str) -> Result<Option<JobRecord>, DestError> {
         self.store

@@ -256,11 +256,10 @@ impl Destination for ParquetDest {
 
     fn recover(&mut self) -> Result<Recovery, DestError> {
         let rec = self.core.recover(false)?;
-        // Jobs a crash ended get their (now FAILED) record in `export_jobs/` too.
-        for id in &rec.interrupted_jobs {
-            if let Some(job) = self.core.ledger_job(id)? {
-                self.finish_job(&job)?;
-            }
+        // Jobs a crash ended get their (now FAILED) record in `export_jobs/` too; so does any
+        // finished job whose file a crash during an earlier recovery kept from being written.
+        for job in self.core.jobs_without_file()? {
+            self.finish_job(&job)?;
         }
         Ok(rec)
     }

@@ -1426,6 +1426,70 @@ fn kill_9_between_write_and_commit_loses_and_duplicates_nothing(d: Dest) {
     }
 }
 
+/// Regression: the job a crash interrupted must reach the destination's `export_jobs` even when
+/// the run that recovers it is itself killed before it finished writing that record.
+fn a_crash_during_recovery_keeps_the_job_ledger_whole(d: Dest) {
+    let Some(t) = Target::new(d) else { return };
+    let sim = sim(300);
+    // The leads commit, then the run dies before the sync_runs commit (file destinations;
+    // SQLite dies at its first write); the next run dies at its first state commit, which
+    // for a file destination is the recovery's own job-record commit.
+    let first = if d.files() {
+        "files.staged.synced:2"
+    } else {
+        "sqlite.write.after:1"
+    };
+    for spec in [first, "state.commit.before:1"] {
+        let mut cmd = t.cmd(&sim, PAGE);
+        cmd.env("CTGO_TEST_CRASH_AT", spec);
+        let run = Run::from_output(cmd.output().expect("run ctgo-export"));
+        assert_eq!(
+            run.code, 137,
+            "{d:?}: {spec} was not reached: {}",
+            run.stderr
+        );
+    }
+    t.sync(&sim, PAGE);
+    // The ledger the `jobs` command shows, against the ledger the destination holds.
+    let out = command()
+        .args(["jobs", "--json", "--dest", &t.uri()])
+        .output()
+        .expect("run ctgo-export jobs");
+    let run = Run::from_output(out);
+    run.assert_code(0);
+    let ledger: BTreeMap<String, String> = run
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|j| {
+            (
+                j["id"].as_str().unwrap_or("").to_string(),
+                j["status"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let found = t.read();
+    let held: BTreeMap<String, String> = found
+        .jobs
+        .iter()
+        .map(|j| {
+            let s = |c: &str| j.get(c).and_then(Value::as_str).unwrap_or("").to_string();
+            (s("id"), s("status"))
+        })
+        .collect();
+    assert_eq!(
+        held, ledger,
+        "{d:?}: export_jobs in the destination vs `ctgo-export jobs`"
+    );
+    verify(
+        &found,
+        &expected(&sim),
+        d,
+        Mode::Complete,
+        "after a crash during recovery",
+    );
+}
+
 fn malformed_records_are_counted_and_kept_in_rejects(d: Dest) {
     let Some(t) = Target::new(d) else { return };
     let sim = sim_with(|c| {
@@ -1657,4 +1721,5 @@ conformance!(
     unknown_fields_land_in_extra,
     full_refresh_marks_gone_leads_deleted_and_keeps_them,
     the_invariant_catches_lost_duplicated_and_half_written_rows,
+    a_crash_during_recovery_keeps_the_job_ledger_whole,
 );
