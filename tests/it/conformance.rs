@@ -1426,6 +1426,90 @@ fn kill_9_between_write_and_commit_loses_and_duplicates_nothing(d: Dest) {
     }
 }
 
+/// Kill at the N-th `fsync`/`fdatasync`, or the N-th `rename`, with strace's fault injection:
+/// the syscalls the commit protocols are made of, whatever the code path around them.
+fn kill_at_the_nth_fsync_or_rename_with_strace(d: Dest) {
+    let Some(mut t) = Target::new(d) else { return };
+    if std::process::Command::new("strace")
+        .arg("-V")
+        .stdout(Stdio::null())
+        .status()
+        .is_err()
+    {
+        assert!(
+            !in_ci(),
+            "strace is required in CI (scripts/test installs it)"
+        );
+        eprintln!("skipping: strace not installed");
+        return;
+    }
+    let sim = sim_with(|c| c.leads = 500);
+    t.sync(&sim, PAGE);
+    let mut checks: Vec<(String, PathBuf, Expected, Mode)> = Vec::new();
+    let mut kills = 0;
+    let mut round = 0;
+    for (syscalls, nths) in [
+        ("fsync,fdatasync", &[1, 2, 3, 4, 6][..]),
+        ("rename,renameat,renameat2", &[1, 2, 3][..]),
+    ] {
+        for &n in nths {
+            churn(&sim, round);
+            round += 1;
+            let inner = t.cmd(&sim, PAGE);
+            let mut cmd = std::process::Command::new("strace");
+            cmd.args(["-f", "-qq", "-o", "/dev/null"])
+                .arg("-e")
+                .arg(format!("trace={syscalls}"))
+                .arg("-e")
+                .arg(format!("inject={syscalls}:signal=KILL:when={n}"))
+                .arg(inner.get_program())
+                .args(inner.get_args());
+            for (k, v) in inner.get_envs() {
+                match v {
+                    Some(v) => cmd.env(k, v),
+                    None => cmd.env_remove(k),
+                };
+            }
+            let run = Run::from_output(cmd.output().expect("run strace"));
+            if run.code != 0 {
+                kills += 1;
+            }
+            let label = format!("kill at {syscalls} #{n}");
+            checks.push((
+                format!("{label}, before recovery"),
+                t.snapshot(),
+                expected(&sim),
+                Mode::Partial,
+            ));
+            let run = Run::from_output(t.cmd(&sim, PAGE).output().expect("run ctgo-export"));
+            assert_eq!(
+                run.code, 0,
+                "{d:?} {label}: recovery failed: {}",
+                run.stderr
+            );
+            checks.push((
+                format!("{label}, after recovery"),
+                t.snapshot(),
+                expected(&sim),
+                Mode::Complete,
+            ));
+        }
+    }
+    let dirs: Vec<PathBuf> = checks.iter().map(|c| c.1.clone()).collect();
+    let found = t.read_many(&dirs);
+    let failed: Vec<String> = checks
+        .iter()
+        .zip(&found)
+        .filter_map(|((label, _, exp, mode), f)| {
+            let bad = violations(f, exp, d, *mode);
+            (!bad.is_empty()).then(|| format!("{label}:\n    - {}", bad.join("\n    - ")))
+        })
+        .collect();
+    assert!(failed.is_empty(), "{d:?}:\n  {}", failed.join("\n  "));
+    eprintln!("{d:?}: strace killed {kills} of {round} runs");
+    assert!(kills >= 5, "{d:?}: only {kills} runs were killed");
+}
+
 /// Regression: the job a crash interrupted must reach the destination's `export_jobs` even when
 /// the run that recovers it is itself killed before it finished writing that record.
 fn a_crash_during_recovery_keeps_the_job_ledger_whole(d: Dest) {
@@ -1722,4 +1806,5 @@ conformance!(
     full_refresh_marks_gone_leads_deleted_and_keeps_them,
     the_invariant_catches_lost_duplicated_and_half_written_rows,
     a_crash_during_recovery_keeps_the_job_ledger_whole,
+    kill_at_the_nth_fsync_or_rename_with_strace,
 );
