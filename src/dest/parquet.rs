@@ -32,13 +32,14 @@ use crate::job::JobRecord;
 use crate::schema::Table;
 
 /// Rows per row group. The writer buffers a whole row group in memory before it writes it, so
-/// this bounds memory per open file: 64Ki leads rows are ~20–40 MB before encoding. It is also
+/// this bounds memory per open file: 16Ki leads rows are ~5–10 MB before encoding, which keeps
+/// peak memory flat from a 10k to a 1M export (64Ki doubled it, benches/README.md). It is still
 /// large enough for good compression and for readers to skip row groups by statistics.
-pub const DEFAULT_ROW_GROUP_ROWS: usize = 64 * 1024;
+pub const DEFAULT_ROW_GROUP_ROWS: usize = 16 * 1024;
 
 /// A hard cap on the bytes of a buffered row group, for rows far wider than usual (long bios,
 /// large `extra` objects): whichever limit comes first closes the row group.
-pub const DEFAULT_ROW_GROUP_BYTES: usize = 64 * 1024 * 1024;
+pub const DEFAULT_ROW_GROUP_BYTES: usize = 16 * 1024 * 1024;
 
 /// Rows after which an open file is finished and published at the next commit of the job
 /// loop, even when the job does not ask for one: a few row groups per file.

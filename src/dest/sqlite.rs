@@ -89,7 +89,17 @@ impl SqliteDest {
         let conn = self.store.conn();
         let mut stmt = conn.prepare_cached(&sql)?;
         let cols = rows.columns();
-        for i in 0..rows.num_rows() {
+        // Insert in ascending id order: newest-first pages would otherwise split B-tree pages
+        // on every insert (twice the file size, a third more time).
+        let mut order: Vec<usize> = (0..rows.num_rows()).collect();
+        if upsert
+            && let Some(ids) = rows
+                .column_by_name("id")
+                .and_then(|c| c.as_any().downcast_ref::<arrow_array::Int64Array>())
+        {
+            order.sort_by_key(|&i| ids.value(i));
+        }
+        for i in order {
             let cells: Vec<_> = cols.iter().map(|c| cell(c, i)).collect();
             stmt.execute(rusqlite::params_from_iter(cells.iter()))?;
         }

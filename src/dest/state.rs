@@ -22,7 +22,7 @@ use crate::mapping::RowKey;
 use crate::schema::Table;
 
 /// Bumped when the layout of the hidden tables changes.
-pub const STATE_VERSION: i64 = 1;
+pub const STATE_VERSION: i64 = 2;
 
 /// What the store knows about one id of one table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +66,16 @@ pub struct StateStore {
     in_tx: bool,
 }
 
+/// The dedup state's compact code of a table (an integer key is smaller than its name).
+fn tbl_code(table: Table) -> i64 {
+    match table {
+        Table::Leads => 1,
+        Table::SyncRuns => 2,
+        Table::ExportJobs => 3,
+        Table::Rejects => 4,
+    }
+}
+
 fn hash_bytes(h: u128) -> [u8; 16] {
     h.to_be_bytes()
 }
@@ -106,9 +116,9 @@ impl StateStore {
                  scope TEXT PRIMARY KEY, cursor_ms INTEGER NOT NULL,
                  job_id TEXT NOT NULL, updated_at TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS _ctgo_seen(
-                 tbl TEXT NOT NULL, id INTEGER NOT NULL, hash BLOB NOT NULL,
+                 tbl INTEGER NOT NULL, id INTEGER NOT NULL, hash BLOB NOT NULL,
                  stream_id INTEGER, cursor_ms INTEGER, finished INTEGER NOT NULL, deleted INTEGER NOT NULL DEFAULT 0,
-                 last_job TEXT NOT NULL, PRIMARY KEY(tbl, id)) WITHOUT ROWID;
+                 last_job INTEGER NOT NULL, PRIMARY KEY(tbl, id)) WITHOUT ROWID;
              CREATE TABLE IF NOT EXISTS _ctgo_reject_seen(
                  hash BLOB PRIMARY KEY) WITHOUT ROWID;
              CREATE TABLE IF NOT EXISTS _ctgo_files(
@@ -232,7 +242,7 @@ impl StateStore {
             "SELECT id, hash, finished, deleted FROM _ctgo_seen
              WHERE tbl = ?1 AND id IN rarray(?2)",
         )?;
-        let rows = stmt.query_map(params![table.name(), list], |r| {
+        let rows = stmt.query_map(params![tbl_code(table), list], |r| {
             let hash: Vec<u8> = r.get(1)?;
             Ok((
                 r.get::<_, i64>(0)?,
@@ -261,6 +271,11 @@ impl StateStore {
             return Ok(());
         }
         self.begin()?;
+        let job = self.job_no(job_id)?;
+        // Ascending ids fill B-tree pages instead of splitting them (newest-first pages arrive
+        // in descending order).
+        let mut order: Vec<&RowKey> = keys.iter().collect();
+        order.sort_by_key(|k| k.id); // stable: a later version of the same id stays later
         let mut stmt = self.conn.prepare_cached(
             "INSERT INTO _ctgo_seen(tbl, id, hash, stream_id, cursor_ms, finished, deleted, last_job)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7)
@@ -268,18 +283,27 @@ impl StateStore {
                  stream_id = excluded.stream_id, cursor_ms = excluded.cursor_ms,
                  finished = excluded.finished, deleted = 0, last_job = excluded.last_job",
         )?;
-        for k in keys {
+        for k in order {
             stmt.execute(params![
-                table.name(),
+                tbl_code(table),
                 k.id,
                 &hash_bytes(k.hash)[..],
                 k.stream_id,
                 k.cursor_ms,
                 k.finished as i64,
-                job_id
+                job
             ])?;
         }
         Ok(())
+    }
+
+    /// The ledger's row number of a job: the dedup state records it instead of the 36-byte id.
+    fn job_no(&self, job_id: &str) -> rusqlite::Result<i64> {
+        self.conn
+            .prepare_cached("SELECT rowid FROM export_jobs WHERE id = ?1")?
+            .query_row([job_id], |r| r.get(0))
+            .optional()
+            .map(|n| n.unwrap_or(-1))
     }
 
     /// Note that these ids were seen, unchanged, by this job (full refresh needs it to tell
@@ -289,10 +313,11 @@ impl StateStore {
             return Ok(());
         }
         self.begin()?;
+        let job = self.job_no(job_id)?;
         let list: Rc<Vec<Value>> = Rc::new(ids.iter().map(|i| Value::Integer(*i)).collect());
         self.conn.execute(
             "UPDATE _ctgo_seen SET last_job = ?3 WHERE tbl = ?1 AND id IN rarray(?2)",
-            params![table.name(), list, job_id],
+            params![tbl_code(table), list, job],
         )?;
         Ok(())
     }
@@ -311,7 +336,12 @@ impl StateStore {
                AND (?3 = 0 OR stream_id IN rarray(?4)) ORDER BY id",
         )?;
         let rows = stmt.query_map(
-            params![table.name(), job_id, streams.len() as i64, list],
+            params![
+                tbl_code(table),
+                self.job_no(job_id)?,
+                streams.len() as i64,
+                list
+            ],
             |r| r.get(0),
         )?;
         rows.collect()
@@ -327,10 +357,11 @@ impl StateStore {
             return Ok(());
         }
         self.begin()?;
+        let job = self.job_no(job_id)?;
         let list: Rc<Vec<Value>> = Rc::new(ids.iter().map(|i| Value::Integer(*i)).collect());
         self.conn.execute(
             "UPDATE _ctgo_seen SET deleted = 1, last_job = ?3 WHERE tbl = ?1 AND id IN rarray(?2)",
-            params![table.name(), list, job_id],
+            params![tbl_code(table), list, job],
         )?;
         Ok(())
     }
@@ -338,9 +369,9 @@ impl StateStore {
     /// Runs that were not finished when last extracted.
     pub fn unfinished_runs(&self) -> rusqlite::Result<Vec<i64>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT id FROM _ctgo_seen WHERE tbl = 'sync_runs' AND finished = 0 AND deleted = 0",
+            "SELECT id FROM _ctgo_seen WHERE tbl = ?1 AND finished = 0 AND deleted = 0",
         )?;
-        let rows = stmt.query_map([], |r| r.get(0))?;
+        let rows = stmt.query_map([tbl_code(Table::SyncRuns)], |r| r.get(0))?;
         rows.collect()
     }
 
@@ -348,7 +379,7 @@ impl StateStore {
     pub fn seen_count(&self, table: Table) -> rusqlite::Result<i64> {
         self.conn.query_row(
             "SELECT count(*) FROM _ctgo_seen WHERE tbl = ?1",
-            [table.name()],
+            [tbl_code(table)],
             |r| r.get(0),
         )
     }
@@ -418,7 +449,9 @@ impl StateStore {
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, cursor_ms FROM _ctgo_seen WHERE tbl = ?1 AND id IN rarray(?2)",
         )?;
-        let rows = stmt.query_map(params![table.name(), list], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let rows = stmt.query_map(params![tbl_code(table), list], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
         rows.collect()
     }
 

@@ -14,7 +14,7 @@ use xxhash_rust::xxh3::xxh3_128;
 
 use crate::dest::{Change, DestError, Destination, Seen};
 use crate::job::TableCounts;
-use crate::mapping::{self, MapContext, RowKey};
+use crate::mapping::{self, MapContext, Mapped, RowKey};
 use crate::schema::Table;
 
 /// What one page did.
@@ -43,6 +43,15 @@ impl PageOutcome {
     }
 }
 
+/// Map one page of `table` (no destination needed: this runs beside the writer).
+pub fn map_page(table: Table, records: &[&RawValue], ctx: &MapContext) -> Mapped {
+    match table {
+        Table::Leads => mapping::map_leads(records, ctx),
+        Table::SyncRuns => mapping::map_runs(records, ctx),
+        _ => unreachable!("only leads and sync_runs are extracted"),
+    }
+}
+
 /// Map, dedup and stage one page. Does not commit.
 pub fn stage_page(
     dest: &mut dyn Destination,
@@ -51,11 +60,23 @@ pub fn stage_page(
     ctx: &MapContext,
     touch_unchanged: bool,
 ) -> Result<PageOutcome, DestError> {
-    let mapped = match table {
-        Table::Leads => mapping::map_leads(records, ctx),
-        Table::SyncRuns => mapping::map_runs(records, ctx),
-        _ => unreachable!("only leads and sync_runs are extracted"),
-    };
+    stage_mapped(
+        dest,
+        table,
+        map_page(table, records, ctx),
+        ctx,
+        touch_unchanged,
+    )
+}
+
+/// Dedup and stage one mapped page. Does not commit.
+pub fn stage_mapped(
+    dest: &mut dyn Destination,
+    table: Table,
+    mapped: Mapped,
+    ctx: &MapContext,
+    touch_unchanged: bool,
+) -> Result<PageOutcome, DestError> {
     let ids: Vec<i64> = mapped.keys.iter().map(|k| k.id).collect();
     let seen = dest
         .state()

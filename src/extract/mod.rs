@@ -32,7 +32,7 @@ use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use crate::api::{ApiClient, ApiError, LeadsPage, LeadsQuery, RunsQuery};
+use crate::api::{ApiClient, ApiError, LeadsQuery, RunsQuery};
 use crate::config::JobConfig;
 use crate::dest::{self, DestError, Destination};
 use crate::job::{JobRecord, JobStatus};
@@ -269,11 +269,14 @@ fn progress_bar(cfg: &JobConfig) -> ProgressBar {
 
 /// Messages from the page fetcher to the writer.
 enum Msg {
-    Page(LeadsPage),
-    /// Pagination reached its end.
-    Done {
-        pages: u64,
+    /// A page, already mapped by the fetcher (so mapping and writing use both cores).
+    Page {
+        mapped: crate::mapping::Mapped,
+        records: usize,
+        total: Option<u64>,
     },
+    /// Pagination reached its end.
+    Done { pages: u64 },
 }
 
 struct JobRun<'a> {
@@ -345,6 +348,7 @@ impl JobRun<'_> {
         });
 
         let (tx, rx) = mpsc::channel::<Msg>(2);
+        let ctx = self.map_ctx();
         let fetch = tokio::spawn(fetch_leads(
             self.client.clone(),
             LeadsQuery {
@@ -353,10 +357,10 @@ impl JobRun<'_> {
                 limit: self.cfg.page_size,
                 offset: 0,
             },
+            ctx.clone(),
             tx,
             self.cancel.clone(),
         ));
-        let ctx = self.map_ctx();
         let job = self.job.clone();
         let cancel = self.cancel.clone();
         let progress = self.progress.clone();
@@ -541,21 +545,11 @@ fn mark_gone(
     Ok(gone.len() as u64)
 }
 
-/// The id of a record, cheaply (None when it has no integer id).
-fn quick_id(raw: &RawValue) -> Option<i64> {
-    #[derive(serde::Deserialize)]
-    struct IdOnly {
-        id: Option<i64>,
-    }
-    serde_json::from_str::<IdOnly>(raw.get())
-        .ok()
-        .and_then(|r| r.id)
-}
-
 /// Fetch the pages of one leads export and send them to the writer.
 async fn fetch_leads(
     client: Arc<ApiClient>,
     mut q: LeadsQuery,
+    ctx: MapContext,
     tx: mpsc::Sender<Msg>,
     cancel: Cancel,
 ) -> Result<(), StepError> {
@@ -573,7 +567,13 @@ async fn fetch_leads(
         pages += 1;
         let n = page.records.len();
         let limit = page.limit_used.max(1);
-        let ids: HashSet<i64> = page.records.iter().filter_map(|r| quick_id(r)).collect();
+        let mapped = tokio::task::block_in_place(|| {
+            let refs: Vec<&RawValue> = page.records.iter().map(|r| r.as_ref()).collect();
+            dedup::map_page(Table::Leads, &refs, &ctx)
+        });
+        // Ids of records that did not map (rejects) are not needed here: the guard below only
+        // has to notice a server that serves the same page again.
+        let ids: HashSet<i64> = mapped.keys.iter().map(|k| k.id).collect();
         let new_ids = ids
             .iter()
             .filter(|id| !recent.iter().any(|s| s.contains(id)))
@@ -590,7 +590,12 @@ async fn fetch_leads(
             total = page.total,
             "Fetched leads page."
         );
-        if tx.send(Msg::Page(page)).await.is_err() {
+        let msg = Msg::Page {
+            mapped,
+            records: n,
+            total: page.total,
+        };
+        if tx.send(msg).await.is_err() {
             // The writer stopped (cancel or error); it reports why.
             return Ok(());
         }
@@ -642,21 +647,24 @@ fn write_leads(
             return Err(StepError::Cancelled);
         }
         match msg {
-            Msg::Page(page) => {
+            Msg::Page {
+                mapped,
+                records,
+                total,
+            } => {
                 if progress.length() == Some(0)
-                    && let Some(t) = page.total
+                    && let Some(t) = total
                 {
                     progress.set_length(t);
                 }
-                let refs: Vec<&RawValue> = page.records.iter().map(|r| r.as_ref()).collect();
-                let out = dedup::stage_page(dest, table, &refs, &ctx, full)?;
+                let out = dedup::stage_mapped(dest, table, mapped, &ctx, full)?;
                 max_cursor = max_cursor.max(out.max_cursor_ms);
                 job.add_counts(table.name(), &out.counts);
                 dest.state()
                     .save_job(&job)
                     .map_err(DestError::sql("recording job counts"))?;
                 dest.commit(false)?;
-                progress.inc(refs.len() as u64);
+                progress.inc(records as u64);
             }
             Msg::Done { pages } => {
                 // A record dated in the future (a clock or data error upstream) must not push
