@@ -72,14 +72,29 @@ pub struct ParquetDest {
     broken: Option<String>,
 }
 
+/// Text columns whose values are (nearly) unique per row.
+const UNIQUE_TEXT_COLUMNS: [&str; 6] = [
+    "x_user_id",
+    "handle",
+    "display_name",
+    "profile_image_url",
+    "bio",
+    "extra",
+];
+
 /// The writer properties every file of the destination shares.
 fn writer_properties() -> Result<WriterProperties, DestError> {
     let level = ZstdLevel::try_new(DEFAULT_ZSTD_LEVEL).map_err(|e| DestError::Format {
         what: "parquet".into(),
         message: e.to_string(),
     })?;
-    Ok(WriterProperties::builder()
-        .set_compression(Compression::ZSTD(level))
+    let mut b = WriterProperties::builder();
+    // Columns that are unique (or nearly) per lead: a dictionary only costs interning time and
+    // falls back to plain encoding anyway; zstd does the compressing.
+    for col in UNIQUE_TEXT_COLUMNS {
+        b = b.set_column_dictionary_enabled(parquet::schema::types::ColumnPath::from(col), false);
+    }
+    Ok(b.set_compression(Compression::ZSTD(level))
         .set_max_row_group_row_count(Some(DEFAULT_ROW_GROUP_ROWS))
         .set_max_row_group_bytes(Some(DEFAULT_ROW_GROUP_BYTES))
         .set_statistics_enabled(EnabledStatistics::Page)
