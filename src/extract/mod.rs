@@ -494,10 +494,9 @@ impl JobRun<'_> {
         // latest page of runs, so an older run missing from it is not gone.
         if full && self.cfg.streams.is_empty() {
             let job_id = self.job.id.clone();
-            let streams = self.cfg.streams.clone();
             let dest = self.dest.as_mut().expect("destination present");
             let deleted =
-                tokio::task::block_in_place(|| mark_gone(dest.as_mut(), table, &job_id, &streams))?;
+                tokio::task::block_in_place(|| mark_gone(dest.as_mut(), table, &job_id, &[]))?;
             self.job.add_counts(
                 table.name(),
                 &crate::job::TableCounts {

@@ -191,3 +191,21 @@ pub fn python() -> Option<PathBuf> {
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false")
 }
+
+/// Whether strace is installed for the fault-injection tests: required in CI (`scripts/test`
+/// installs it); elsewhere its absence skips the test with a message.
+pub fn have_strace() -> bool {
+    let found = Command::new("strace")
+        .arg("-V")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        assert!(
+            !in_ci(),
+            "strace is required in CI (scripts/test installs it)"
+        );
+        eprintln!("skipping: strace not installed");
+    }
+    found
+}

@@ -1237,6 +1237,35 @@ fn churn(sim: &Simulator, round: usize) {
     }
 }
 
+/// One destination's state after a crash, then after the clean run that recovers it: both
+/// snapshots join `checks` (partial before recovery, complete after).
+fn recover_and_snapshot(
+    t: &mut Target,
+    sim: &Simulator,
+    d: Dest,
+    label: String,
+    checks: &mut Vec<(String, PathBuf, Expected, Mode)>,
+) {
+    checks.push((
+        format!("{label}, before recovery"),
+        t.snapshot(),
+        expected(sim),
+        Mode::Partial,
+    ));
+    let run = Run::from_output(t.cmd(sim, PAGE).output().expect("run ctgo-export"));
+    assert_eq!(
+        run.code, 0,
+        "{d:?} {label}: the recovery run failed: {}",
+        run.stderr
+    );
+    checks.push((
+        format!("{label}, after recovery"),
+        t.snapshot(),
+        expected(sim),
+        Mode::Complete,
+    ));
+}
+
 fn kill_9_between_write_and_commit_loses_and_duplicates_nothing(d: Dest) {
     let Some(mut t) = Target::new(d) else { return };
     let sim = sim_with(|c| {
@@ -1271,24 +1300,7 @@ fn kill_9_between_write_and_commit_loses_and_duplicates_nothing(d: Dest) {
                 // Fewer steps than `nth` in this run (or none, for this destination).
                 assert_eq!(run.code, 0, "{d:?} {spec}: {}", run.stderr);
             }
-            checks.push((
-                format!("{spec}, before recovery"),
-                t.snapshot(),
-                expected(&sim),
-                Mode::Partial,
-            ));
-            let run = Run::from_output(t.cmd(&sim, PAGE).output().expect("run ctgo-export"));
-            assert_eq!(
-                run.code, 0,
-                "{d:?} {spec}: the recovery run failed: {}",
-                run.stderr
-            );
-            checks.push((
-                format!("{spec}, after recovery"),
-                t.snapshot(),
-                expected(&sim),
-                Mode::Complete,
-            ));
+            recover_and_snapshot(&mut t, &sim, d, spec.clone(), &mut checks);
         }
     }
     // A crash, then another crash inside the run that recovers from it, then a clean run.
@@ -1311,24 +1323,13 @@ fn kill_9_between_write_and_commit_loses_and_duplicates_nothing(d: Dest) {
                 assert_eq!(run.code, 0, "{d:?} {first} then {spec}: {}", run.stderr);
             }
         }
-        checks.push((
-            format!("{first} then {second}, before recovery"),
-            t.snapshot(),
-            expected(&sim),
-            Mode::Partial,
-        ));
-        let run = Run::from_output(t.cmd(&sim, PAGE).output().expect("run ctgo-export"));
-        assert_eq!(
-            run.code, 0,
-            "{d:?} {first} then {second}: the recovery run failed: {}",
-            run.stderr
+        recover_and_snapshot(
+            &mut t,
+            &sim,
+            d,
+            format!("{first} then {second}"),
+            &mut checks,
         );
-        checks.push((
-            format!("{first} then {second}, after recovery"),
-            t.snapshot(),
-            expected(&sim),
-            Mode::Complete,
-        ));
     }
     assert!(
         double_kills >= 4,
@@ -1352,24 +1353,7 @@ fn kill_9_between_write_and_commit_loses_and_duplicates_nothing(d: Dest) {
         if child.wait().expect("wait").code().is_none() {
             random_kills += 1;
         }
-        checks.push((
-            format!("random kill {k}, before recovery"),
-            t.snapshot(),
-            expected(&sim),
-            Mode::Partial,
-        ));
-        let run = Run::from_output(t.cmd(&sim, PAGE).output().expect("run ctgo-export"));
-        assert_eq!(
-            run.code, 0,
-            "{d:?} random kill {k}: the recovery run failed: {}",
-            run.stderr
-        );
-        checks.push((
-            format!("random kill {k}, after recovery"),
-            t.snapshot(),
-            expected(&sim),
-            Mode::Complete,
-        ));
+        recover_and_snapshot(&mut t, &sim, d, format!("random kill {k}"), &mut checks);
     }
     sim.update(|c| c.latency_ms = 0);
 
@@ -1430,17 +1414,7 @@ fn kill_9_between_write_and_commit_loses_and_duplicates_nothing(d: Dest) {
 /// the syscalls the commit protocols are made of, whatever the code path around them.
 fn kill_at_the_nth_fsync_or_rename_with_strace(d: Dest) {
     let Some(mut t) = Target::new(d) else { return };
-    if std::process::Command::new("strace")
-        .arg("-V")
-        .stdout(Stdio::null())
-        .status()
-        .is_err()
-    {
-        assert!(
-            !in_ci(),
-            "strace is required in CI (scripts/test installs it)"
-        );
-        eprintln!("skipping: strace not installed");
+    if !have_strace() {
         return;
     }
     let sim = sim_with(|c| c.leads = 500);
@@ -1475,24 +1449,7 @@ fn kill_at_the_nth_fsync_or_rename_with_strace(d: Dest) {
                 kills += 1;
             }
             let label = format!("kill at {syscalls} #{n}");
-            checks.push((
-                format!("{label}, before recovery"),
-                t.snapshot(),
-                expected(&sim),
-                Mode::Partial,
-            ));
-            let run = Run::from_output(t.cmd(&sim, PAGE).output().expect("run ctgo-export"));
-            assert_eq!(
-                run.code, 0,
-                "{d:?} {label}: recovery failed: {}",
-                run.stderr
-            );
-            checks.push((
-                format!("{label}, after recovery"),
-                t.snapshot(),
-                expected(&sim),
-                Mode::Complete,
-            ));
+            recover_and_snapshot(&mut t, &sim, d, label.clone(), &mut checks);
         }
     }
     let dirs: Vec<PathBuf> = checks.iter().map(|c| c.1.clone()).collect();

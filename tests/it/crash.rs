@@ -115,17 +115,7 @@ fn kill_at_every_named_commit_step_loses_and_duplicates_nothing() {
 
 #[test]
 fn kill_at_the_nth_fsync_with_strace_loses_and_duplicates_nothing() {
-    if std::process::Command::new("strace")
-        .arg("-V")
-        .stdout(Stdio::null())
-        .status()
-        .is_err()
-    {
-        assert!(
-            !in_ci(),
-            "strace is required in CI (scripts/test installs it)"
-        );
-        eprintln!("skipping: strace not installed");
+    if !have_strace() {
         return;
     }
     let sim = sim(1_200);
