@@ -23,8 +23,10 @@ fn main() -> ExitCode {
         }
     };
     init_tracing();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread for the async side (HTTP, timers, signals): the heavy stages of an export run
+    // on threads of their own (extract.rs), so each allocates in one malloc arena and memory
+    // stays flat; a multi-thread runtime would move tasks between workers and grow arenas.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

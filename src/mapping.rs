@@ -99,7 +99,7 @@ pub fn map_runs(records: &[&RawValue], ctx: &MapContext) -> Mapped {
 
 /// The `rejects` table rows for these rejects.
 pub fn rejects_batch(rejects: &[Reject], job_id: &str, rejected_at_ms: i64) -> RecordBatch {
-    let mut b = Builders::new(Table::Rejects.schema(), rejects.len());
+    let mut b = Builders::new(Table::Rejects.schema(), rejects.len(), None);
     for r in rejects {
         b.push(&[
             Val::Text(Cow::Borrowed(job_id)),
@@ -288,6 +288,7 @@ enum Val<'a> {
 /// Buffers reused across the records of one page (they all borrow the same input).
 struct Scratch<'a> {
     entries: Vec<(Cow<'a, str>, &'a RawValue)>,
+    profile_entries: Vec<(Cow<'a, str>, &'a RawValue)>,
     unknown: Vec<(Cow<'a, str>, &'a RawValue)>,
     profile_unknown: Vec<(Cow<'a, str>, &'a RawValue)>,
     vals: Vec<Val<'a>>,
@@ -312,11 +313,12 @@ fn map_page(
         Table::Leads => LEAD_CONTENT,
         _ => RUN_CONTENT,
     };
-    let mut builders = Builders::new(table.schema(), records.len());
+    let mut builders = Builders::new(table.schema(), records.len(), Some(table.name()));
     let mut keys = Vec::with_capacity(records.len());
     let mut rejects = Vec::new();
     let mut s = Scratch {
         entries: Vec::with_capacity(32),
+        profile_entries: Vec::with_capacity(16),
         unknown: Vec::new(),
         profile_unknown: Vec::new(),
         vals: Vec::with_capacity(content),
@@ -375,6 +377,52 @@ fn reject(table: Table, reason: String, raw: &RawValue) -> Reject {
 }
 
 fn map_lead<'a>(raw: &'a RawValue, s: &mut Scratch<'a>) -> Result<RowMeta, String> {
+    // One pass over the record, `profile`'s entries included; a `profile` that is neither an
+    // object nor null (or given twice) goes the general way, which reports it exactly.
+    let text = raw.get().trim();
+    if !text.starts_with('{') {
+        return Err(format!("the record is not a JSON object: {}", quote(text)));
+    }
+    s.entries.clear();
+    s.profile_entries.clear();
+    let mut de = serde_json::Deserializer::from_str(raw.get());
+    let found = LeadSeed {
+        entries: &mut s.entries,
+        profile: &mut s.profile_entries,
+    }
+    .deserialize(&mut de)
+    .and_then(|found| de.end().map(|()| found))
+    .map_err(|e| format!("the record could not be read: {e}"))?;
+    if found == ProfileFound::Other {
+        return map_lead_general(raw, s);
+    }
+    let mut slots: [Option<&'a RawValue>; LEAD_FIELDS.len()] = [None; LEAD_FIELDS.len()];
+    s.unknown.clear();
+    route(&mut s.entries, &LEAD_FIELDS, &mut slots, &mut s.unknown);
+    for (spec, slot) in LEAD_FIELDS.iter().zip(slots) {
+        if spec.kind != Kind::Profile {
+            s.vals[spec.col] = convert(spec, slot)?;
+        }
+    }
+    s.profile_unknown.clear();
+    if found == ProfileFound::Object {
+        let mut pslots: [Option<&'a RawValue>; PROFILE_FIELDS.len()] = [None; PROFILE_FIELDS.len()];
+        route(
+            &mut s.profile_entries,
+            &PROFILE_FIELDS,
+            &mut pslots,
+            &mut s.profile_unknown,
+        );
+        for (spec, slot) in PROFILE_FIELDS.iter().zip(pslots) {
+            s.vals[spec.col] = convert(spec, slot)?;
+        }
+    }
+    lead_meta(s)
+}
+
+/// The two-pass mapping of a lead: the record's entries with `profile` as raw JSON, then
+/// `profile`'s own entries.
+fn map_lead_general<'a>(raw: &'a RawValue, s: &mut Scratch<'a>) -> Result<RowMeta, String> {
     record_entries(raw, &mut s.entries)?;
     let mut slots: [Option<&'a RawValue>; LEAD_FIELDS.len()] = [None; LEAD_FIELDS.len()];
     s.unknown.clear();
@@ -411,7 +459,11 @@ fn map_lead<'a>(raw: &'a RawValue, s: &mut Scratch<'a>) -> Result<RowMeta, Strin
             }
         }
     }
+    lead_meta(s)
+}
 
+/// `extra` and the row's cursor, once the known fields are converted.
+fn lead_meta(s: &mut Scratch<'_>) -> Result<RowMeta, String> {
     s.vals[LEAD_EXTRA] = extra(&mut s.unknown, &mut s.profile_unknown)?;
     let cursor_ms = match s.vals[LEAD_DISCOVERED_AT] {
         Val::Ts(ms) => Some(ms),
@@ -571,6 +623,48 @@ fn parse_int(text: &str, allow_float: bool) -> Result<i64, IntError> {
 
 /// RFC 3339 (`2026-06-02T09:01:00Z`, any offset, fractions truncated to ms) → ms since epoch.
 fn parse_timestamp(s: &str) -> Option<i64> {
+    utc_timestamp(s).or_else(|| rfc3339(s))
+}
+
+/// The API's usual shape, `YYYY-MM-DDTHH:MM:SS[.fff]Z`, without chrono's general parser (it is
+/// a third of the decoding time otherwise). `None` for anything else, left to [`rfc3339`].
+fn utc_timestamp(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    let millis = match b.len() {
+        20 => 0,
+        24 if b[19] == b'.' => num(&b[20..23])?,
+        _ => return None,
+    };
+    if b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    if b[b.len() - 1] != b'Z' {
+        return None;
+    }
+    let date = chrono::NaiveDate::from_ymd_opt(
+        num(&b[0..4])? as i32,
+        num(&b[5..7])? as u32,
+        num(&b[8..10])? as u32,
+    )?;
+    // Seconds 0..=59 only: a leap second goes the general way.
+    let time = chrono::NaiveTime::from_hms_milli_opt(
+        num(&b[11..13])? as u32,
+        num(&b[14..16])? as u32,
+        Some(num(&b[17..19])?).filter(|&s| s < 60)? as u32,
+        millis as u32,
+    )?;
+    Some(date.and_time(time).and_utc().timestamp_millis())
+}
+
+/// ASCII digits → their value; `None` if any byte is not a digit.
+fn num(digits: &[u8]) -> Option<i64> {
+    digits.iter().try_fold(0i64, |n, &c| {
+        c.is_ascii_digit().then(|| n * 10 + i64::from(c - b'0'))
+    })
+}
+
+/// Any RFC 3339 timestamp (any offset, fractions truncated to ms) → ms since epoch.
+fn rfc3339(s: &str) -> Option<i64> {
     chrono::DateTime::parse_from_rfc3339(s)
         .ok()
         .map(|d| d.timestamp_millis())
@@ -669,7 +763,11 @@ fn extra<'a>(
             .map_err(|e| format!("an unknown field of `profile` could not be read: {e}"))?;
         Some(p)
     };
-    let mut out = String::new();
+    let size: usize = unknown
+        .iter()
+        .map(|(k, v)| k.len() + v.get().len() + 4)
+        .sum();
+    let mut out = String::with_capacity(size + profile.as_ref().map_or(0, |p| p.len() + 12) + 2);
     write_sorted_object(
         &mut out,
         unknown,
@@ -720,6 +818,14 @@ impl<'de> Deserialize<'de> for CowStr<'de> {
 }
 
 fn json_str(text: &str) -> Result<Cow<'_, str>, serde_json::Error> {
+    // Most strings have no escapes: their text between the quotes is the value. (`text` is
+    // one JSON value read by serde_json, so it holds no raw control character; a quote inside
+    // would mean it is not one string: left to serde_json to report.)
+    if let Some(inner) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"'))
+        && memchr::memchr2(b'\\', b'"', inner.as_bytes()).is_none()
+    {
+        return Ok(Cow::Borrowed(inner));
+    }
     serde_json::from_str::<CowStr<'_>>(text).map(|s| s.0)
 }
 
@@ -744,6 +850,99 @@ impl<'de> Visitor<'de> for EntriesSeed<'_, 'de> {
             self.0.push((key.0, value));
         }
         Ok(())
+    }
+}
+
+/// What a lead's single pass found under `profile`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ProfileFound {
+    Absent,
+    Null,
+    Object,
+    /// Anything else, or `profile` twice: for the general path.
+    Other,
+}
+
+/// A lead's entries except `profile`, whose own entries go to `profile`, in one pass.
+struct LeadSeed<'v, 'a> {
+    entries: &'v mut Vec<(Cow<'a, str>, &'a RawValue)>,
+    profile: &'v mut Vec<(Cow<'a, str>, &'a RawValue)>,
+}
+
+impl<'de> DeserializeSeed<'de> for LeadSeed<'_, 'de> {
+    type Value = ProfileFound;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<ProfileFound, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for LeadSeed<'_, 'de> {
+    type Value = ProfileFound;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<ProfileFound, M::Error> {
+        let mut found = ProfileFound::Absent;
+        while let Some(key) = map.next_key::<CowStr<'de>>()? {
+            if key.0 == "profile" {
+                found = if found == ProfileFound::Absent {
+                    map.next_value_seed(ProfileSeed(&mut *self.profile))?
+                } else {
+                    map.next_value::<&'de RawValue>()?;
+                    ProfileFound::Other
+                };
+            } else {
+                let value: &'de RawValue = map.next_value()?;
+                self.entries.push((key.0, value));
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// `profile`'s value: its entries if it is an object.
+struct ProfileSeed<'v, 'a>(&'v mut Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de> DeserializeSeed<'de> for ProfileSeed<'_, 'de> {
+    type Value = ProfileFound;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<ProfileFound, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ProfileSeed<'_, 'de> {
+    type Value = ProfileFound;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<ProfileFound, M::Error> {
+        EntriesSeed(self.0).visit_map(map)?;
+        Ok(ProfileFound::Object)
+    }
+    fn visit_unit<E>(self) -> Result<ProfileFound, E> {
+        Ok(ProfileFound::Null)
+    }
+    fn visit_none<E>(self) -> Result<ProfileFound, E> {
+        Ok(ProfileFound::Null)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<ProfileFound, E> {
+        Ok(ProfileFound::Other)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<ProfileFound, E> {
+        Ok(ProfileFound::Other)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<ProfileFound, E> {
+        Ok(ProfileFound::Other)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<ProfileFound, E> {
+        Ok(ProfileFound::Other)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<ProfileFound, E> {
+        Ok(ProfileFound::Other)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<ProfileFound, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(ProfileFound::Other)
     }
 }
 
@@ -922,17 +1121,33 @@ enum MetaCol {
     Null,
 }
 
+thread_local! {
+    /// Text bytes per row of the last page mapped on this thread, per table and column.
+    static TEXT_BYTES_PER_ROW: std::cell::RefCell<std::collections::HashMap<&'static str, Vec<usize>>> =
+        Default::default();
+}
+
 struct Builders {
+    /// Rows appended.
+    rows: usize,
+    table: Option<&'static str>,
     schema: SchemaRef,
     cols: Vec<ColBuilder>,
     meta: Vec<MetaCol>,
 }
 
 impl Builders {
-    fn new(schema: SchemaRef, rows: usize) -> Builders {
+    /// Builders for `rows` rows. With `table`, each text column reserves the bytes per row the
+    /// last page of that table needed on this thread (plus an eighth), so most pages fill
+    /// their buffers without regrowing them; the first page guesses.
+    fn new(schema: SchemaRef, rows: usize, table: Option<&'static str>) -> Builders {
         let mut cols = Vec::with_capacity(schema.fields().len());
         let mut meta = Vec::new();
-        for field in schema.fields() {
+        let last: Vec<usize> = table
+            .and_then(|t| TEXT_BYTES_PER_ROW.with_borrow(|m| m.get(t).cloned()))
+            .unwrap_or_default();
+        for (i, field) in schema.fields().iter().enumerate() {
+            let per_row = last.get(i).map_or(24, |&b| b + b / 8 + 1);
             cols.push(match field.data_type() {
                 DataType::Int64 => ColBuilder::Int(Int64Builder::with_capacity(rows)),
                 DataType::Timestamp(_, _) => ColBuilder::Ts(
@@ -940,7 +1155,7 @@ impl Builders {
                         .with_data_type(field.data_type().clone()),
                 ),
                 // Text columns; a guess of the bytes per value saves most regrowth.
-                _ => ColBuilder::Str(StringBuilder::with_capacity(rows, rows * 24)),
+                _ => ColBuilder::Str(StringBuilder::with_capacity(rows, rows * per_row)),
             });
             match field.name().as_str() {
                 "_extracted_at" => meta.push(MetaCol::ExtractedAt),
@@ -949,11 +1164,18 @@ impl Builders {
                 _ => {}
             }
         }
-        Builders { schema, cols, meta }
+        Builders {
+            rows: 0,
+            table,
+            schema,
+            cols,
+            meta,
+        }
     }
 
     /// Appends `vals` to the first `vals.len()` columns.
     fn push(&mut self, vals: &[Val<'_>]) {
+        self.rows += 1;
         for (b, v) in self.cols.iter_mut().zip(vals) {
             append(b, v);
         }
@@ -972,6 +1194,19 @@ impl Builders {
     }
 
     fn finish(self) -> RecordBatch {
+        if let Some(table) = self.table
+            && self.rows > 0
+        {
+            let per_row = self
+                .cols
+                .iter()
+                .map(|b| match b {
+                    ColBuilder::Str(b) => b.values_slice().len() / self.rows,
+                    _ => 0,
+                })
+                .collect();
+            TEXT_BYTES_PER_ROW.with_borrow_mut(|m| m.insert(table, per_row));
+        }
         let arrays: Vec<ArrayRef> = self
             .cols
             .into_iter()
@@ -1793,8 +2028,61 @@ mod tests {
         Ok(())
     }
 
+    /// Both ways of mapping a lead on one record: the vals and the outcome.
+    fn both_lead_paths(text: &str) -> [(Result<(), String>, Vec<Val<'_>>); 2] {
+        let raw: &RawValue = serde_json::from_str(text).unwrap();
+        let run = |general: bool| {
+            let mut s = Scratch {
+                entries: Vec::new(),
+                profile_entries: Vec::new(),
+                unknown: Vec::new(),
+                profile_unknown: Vec::new(),
+                vals: vec![Val::Null; LEAD_CONTENT],
+                hash_buf: Vec::new(),
+            };
+            let r = if general {
+                map_lead_general(raw, &mut s)
+            } else {
+                map_lead(raw, &mut s)
+            };
+            (r.map(|_| ()), s.vals)
+        };
+        [run(false), run(true)]
+    }
+
+    #[test]
+    fn the_one_pass_lead_path_agrees_with_the_general_one_on_odd_profiles() {
+        for text in [
+            DOC_LEAD.to_string(),
+            r#"{"id":1,"discoveredAt":"2026-06-02T09:01:00Z","profile":null}"#.into(),
+            r#"{"id":1,"discoveredAt":"2026-06-02T09:01:00Z"}"#.into(),
+            r#"{"id":1,"discoveredAt":"2026-06-02T09:01:00Z","profile":{"handle":"a","x":[1,{"b":2}]}}"#.into(),
+            r#"{"id":1,"discoveredAt":"2026-06-02T09:01:00Z","profile":{"handle":"a"},"profile":{"handle":"b"}}"#.into(),
+            r#"{"id":1,"discoveredAt":"2026-06-02T09:01:00Z","profile":{"handle":"a"},"profile":null}"#.into(),
+            r#"{"id":1,"discoveredAt":"2026-06-02T09:01:00Z","profile":5}"#.into(),
+            r#"{"id":1,"discoveredAt":"2026-06-02T09:01:00Z","profile":true}"#.into(),
+            r#"{"id":1,"discoveredAt":"2026-06-02T09:01:00Z","profile":[{"handle":"a"}]}"#.into(),
+            r#"{"id":"x","profile":"alice"}"#.into(),
+        ] {
+            let [fast, general] = both_lead_paths(&text);
+            assert_eq!(fast, general, "{text}");
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn both_lead_paths_agree_on_any_record(
+            v in arb_json(),
+            profile in prop_oneof![arb_json(), Just(json!({"handle": "a", "followerCount": 3}))],
+        ) {
+            let mut v = if v.is_object() { v } else { json!({"id": 1, "x": v}) };
+            v["profile"] = profile;
+            let text = v.to_string();
+            let [fast, general] = both_lead_paths(&text);
+            prop_assert_eq!(fast, general, "{}", text);
+        }
 
         #[test]
         fn any_json_maps_or_is_rejected(v in arb_json()) {
@@ -1847,6 +2135,26 @@ mod tests {
             prop_assert_eq!(&a, &b);
             // And it is what serde_json's sorted map would print.
             prop_assert_eq!(&a, &v.to_string());
+        }
+
+        #[test]
+        fn the_timestamp_fast_path_agrees_with_chrono(
+            y in 0u32..10000, mo in 0u32..14, d in 0u32..33, h in 0u32..26, mi in 0u32..62,
+            sec in 0u32..62, ms in proptest::option::of(0u32..1000), z in prop_oneof![Just("Z"), Just("z"), Just("+00:00")],
+        ) {
+            let frac = ms.map(|m| format!(".{m:03}")).unwrap_or_default();
+            let s = format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{sec:02}{frac}{z}");
+            if let Some(fast) = utc_timestamp(&s) {
+                prop_assert_eq!(Some(fast), rfc3339(&s), "{}", s);
+            }
+            prop_assert_eq!(parse_timestamp(&s), rfc3339(&s), "{}", s);
+        }
+
+        #[test]
+        fn the_string_fast_path_agrees_with_serde_json(s in any::<String>()) {
+            let text = serde_json::to_string(&s).unwrap();
+            let back = json_str(&text).unwrap();
+            prop_assert_eq!(back.as_ref(), s.as_str());
         }
     }
 }

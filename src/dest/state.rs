@@ -10,7 +10,9 @@
 //! `synchronous=FULL`), [`StateStore::rollback`] discards all of it. Lookups see staged
 //! changes, so dedup works across the pages of one uncommitted batch.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::path::Path;
 use std::rc::Rc;
 
@@ -64,6 +66,44 @@ pub struct FileRecord {
 pub struct StateStore {
     conn: Connection,
     in_tx: bool,
+    /// Per table code: the lowest and highest id in the dedup state (`None`: no rows), once
+    /// read; widened by every upsert, forgotten on rollback. Ids outside these bounds need no
+    /// lookup: a first export, and the new leads of every later one, skip the query.
+    id_bounds: RefCell<HashMap<i64, Option<(i64, i64)>>>,
+}
+
+/// Rows per statement of [`StateStore::upsert_seen`] (7 parameters each).
+const UPSERT_CHUNK: usize = 64;
+
+/// `INSERT … VALUES (…), (…), … ON CONFLICT DO UPDATE` for `rows` rows. SQLite applies the
+/// rows in order, so of an id given twice the later version stays, as with one row each.
+fn upsert_sql(rows: usize) -> String {
+    let mut sql = String::from(
+        "INSERT INTO _ctgo_seen(tbl, id, hash, stream_id, cursor_ms, finished, deleted, last_job) VALUES ",
+    );
+    for r in 0..rows {
+        let p = r * 7;
+        if r > 0 {
+            sql.push(',');
+        }
+        let _ = write!(
+            sql,
+            "(?{},?{},?{},?{},?{},?{},0,?{})",
+            p + 1,
+            p + 2,
+            p + 3,
+            p + 4,
+            p + 5,
+            p + 6,
+            p + 7
+        );
+    }
+    sql.push_str(
+        " ON CONFLICT(tbl, id) DO UPDATE SET hash = excluded.hash,
+             stream_id = excluded.stream_id, cursor_ms = excluded.cursor_ms,
+             finished = excluded.finished, deleted = 0, last_job = excluded.last_job",
+    );
+    sql
 }
 
 /// The dedup state's compact code of a table (an integer key is smaller than its name).
@@ -88,10 +128,25 @@ fn hash_from(v: &[u8]) -> u128 {
 }
 
 impl StateStore {
+    fn with(conn: Connection) -> StateStore {
+        StateStore {
+            conn,
+            in_tx: false,
+            id_bounds: RefCell::new(HashMap::new()),
+        }
+    }
+
     /// Open (creating if needed) the store in `path`.
     pub fn open(path: &Path) -> rusqlite::Result<StateStore> {
         let conn = Connection::open(path)?;
         Self::init(conn)
+    }
+
+    /// Limit SQLite's page cache to `kib` KiB (its default is 2 MiB). A store that holds only
+    /// dedup state works on a few pages at a time (ids of one page, sorted), so a small cache
+    /// costs nothing and keeps memory flat however large the state grows.
+    pub fn limit_cache_kib(&self, kib: u32) -> rusqlite::Result<()> {
+        self.conn.pragma_update(None, "cache_size", -i64::from(kib))
     }
 
     /// Open an existing store read-only (for `jobs` while a job may be running).
@@ -101,7 +156,7 @@ impl StateStore {
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        Ok(StateStore { conn, in_tx: false })
+        Ok(StateStore::with(conn))
     }
 
     fn init(conn: Connection) -> rusqlite::Result<StateStore> {
@@ -109,6 +164,8 @@ impl StateStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         rusqlite::vtab::array::load_module(&conn)?;
+        // One transaction for the whole layout: one commit (and fsync) instead of one each.
+        conn.execute_batch("BEGIN IMMEDIATE")?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS _ctgo_meta(
                  key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -130,8 +187,9 @@ impl StateStore {
             "INSERT OR IGNORE INTO _ctgo_meta(key, value) VALUES ('state_version', ?1)",
             [STATE_VERSION.to_string()],
         )?;
-        let mut store = StateStore { conn, in_tx: false };
+        let mut store = StateStore::with(conn);
         store.create_table(Table::ExportJobs, Some("id"))?;
+        store.conn.execute_batch("COMMIT")?;
         Ok(store)
     }
 
@@ -194,6 +252,8 @@ impl StateStore {
 
     /// Discard every staged change.
     pub fn rollback(&mut self) -> rusqlite::Result<()> {
+        // Staged rows widened the bounds; wider than the truth is only slower, but be exact.
+        self.id_bounds.borrow_mut().clear();
         if self.in_tx {
             self.in_tx = false;
             self.conn.execute_batch("ROLLBACK")?;
@@ -234,10 +294,18 @@ impl StateStore {
     /// What was committed (or staged) for these ids.
     pub fn lookup(&self, table: Table, ids: &[i64]) -> rusqlite::Result<HashMap<i64, Seen>> {
         let mut out = HashMap::with_capacity(ids.len());
-        if ids.is_empty() {
+        let Some((lo, hi)) = self.id_bounds(table)? else {
+            return Ok(out);
+        };
+        let list: Vec<Value> = ids
+            .iter()
+            .filter(|&&i| (lo..=hi).contains(&i))
+            .map(|i| Value::Integer(*i))
+            .collect();
+        if list.is_empty() {
             return Ok(out);
         }
-        let list: Rc<Vec<Value>> = Rc::new(ids.iter().map(|i| Value::Integer(*i)).collect());
+        let list = Rc::new(list);
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, hash, finished, deleted FROM _ctgo_seen
              WHERE tbl = ?1 AND id IN rarray(?2)",
@@ -260,6 +328,21 @@ impl StateStore {
         Ok(out)
     }
 
+    /// The lowest and highest id of `table` in the dedup state, staged rows included.
+    fn id_bounds(&self, table: Table) -> rusqlite::Result<Option<(i64, i64)>> {
+        let code = tbl_code(table);
+        if let Some(b) = self.id_bounds.borrow().get(&code) {
+            return Ok(*b);
+        }
+        let b: Option<(i64, i64)> = self.conn.query_row(
+            "SELECT min(id), max(id) FROM _ctgo_seen WHERE tbl = ?1",
+            [code],
+            |r| Ok(r.get::<_, Option<i64>>(0)?.zip(r.get::<_, Option<i64>>(1)?)),
+        )?;
+        self.id_bounds.borrow_mut().insert(code, b);
+        Ok(b)
+    }
+
     /// Record these rows as the committed version (staged until commit).
     pub fn upsert_seen(
         &mut self,
@@ -276,23 +359,27 @@ impl StateStore {
         // in descending order).
         let mut order: Vec<&RowKey> = keys.iter().collect();
         order.sort_by_key(|k| k.id); // stable: a later version of the same id stays later
-        let mut stmt = self.conn.prepare_cached(
-            "INSERT INTO _ctgo_seen(tbl, id, hash, stream_id, cursor_ms, finished, deleted, last_job)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7)
-             ON CONFLICT(tbl, id) DO UPDATE SET hash = excluded.hash,
-                 stream_id = excluded.stream_id, cursor_ms = excluded.cursor_ms,
-                 finished = excluded.finished, deleted = 0, last_job = excluded.last_job",
-        )?;
-        for k in order {
-            stmt.execute(params![
-                tbl_code(table),
-                k.id,
-                &hash_bytes(k.hash)[..],
-                k.stream_id,
-                k.cursor_ms,
-                k.finished as i64,
-                job
-            ])?;
+        // Many rows per statement: the per-statement work (bind, step, reset) is then paid
+        // once per chunk instead of once per row.
+        let code = tbl_code(table);
+        if let Some(b) = self.id_bounds.get_mut().get_mut(&code) {
+            let (lo, hi) = (order[0].id, order[order.len() - 1].id);
+            *b = Some(b.map_or((lo, hi), |(l, h)| (l.min(lo), h.max(hi))));
+        }
+        for chunk in order.chunks(UPSERT_CHUNK) {
+            let mut stmt = self.conn.prepare_cached(&upsert_sql(chunk.len()))?;
+            let mut i = 1;
+            for k in chunk {
+                stmt.raw_bind_parameter(i, code)?;
+                stmt.raw_bind_parameter(i + 1, k.id)?;
+                stmt.raw_bind_parameter(i + 2, &hash_bytes(k.hash)[..])?;
+                stmt.raw_bind_parameter(i + 3, k.stream_id)?;
+                stmt.raw_bind_parameter(i + 4, k.cursor_ms)?;
+                stmt.raw_bind_parameter(i + 5, k.finished as i64)?;
+                stmt.raw_bind_parameter(i + 6, job)?;
+                i += 7;
+            }
+            stmt.raw_execute()?;
         }
         Ok(())
     }
@@ -571,4 +658,96 @@ fn row_to_job(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
             })
             .unwrap_or_default(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(id: i64, hash: u128) -> RowKey {
+        RowKey {
+            id,
+            hash,
+            cursor_ms: Some(id * 1000),
+            stream_id: Some(1),
+            finished: true,
+        }
+    }
+
+    fn found(store: &StateStore, table: Table, ids: &[i64]) -> Vec<(i64, u128)> {
+        let mut v: Vec<(i64, u128)> = store
+            .lookup(table, ids)
+            .expect("lookup")
+            .into_iter()
+            .map(|(id, s)| (id, s.hash))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn lookups_see_staged_rows_inside_and_outside_the_known_id_range() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = StateStore::open(&dir.path().join("s.db")).expect("open");
+        assert!(found(&store, Table::Leads, &[1, 2, 3]).is_empty());
+        // The empty table's bounds are now known; staged rows must widen them.
+        store
+            .upsert_seen(Table::Leads, &[key(50, 1), key(60, 2)], "j")
+            .expect("upsert");
+        assert_eq!(
+            found(&store, Table::Leads, &[40, 50, 55, 60, 70]),
+            [(50, 1), (60, 2)]
+        );
+        store
+            .upsert_seen(Table::Leads, &[key(10, 3), key(90, 4)], "j")
+            .expect("upsert");
+        assert_eq!(
+            found(&store, Table::Leads, &[10, 50, 60, 90, 91]),
+            [(10, 3), (50, 1), (60, 2), (90, 4)]
+        );
+        // Other tables keep their own bounds.
+        assert!(found(&store, Table::SyncRuns, &[10, 50]).is_empty());
+        store.commit().expect("commit");
+
+        // A rollback forgets what it staged, bounds included.
+        store
+            .upsert_seen(Table::Leads, &[key(1000, 5), key(50, 6)], "j")
+            .expect("upsert");
+        assert_eq!(
+            found(&store, Table::Leads, &[50, 1000]),
+            [(50, 6), (1000, 5)]
+        );
+        store.rollback().expect("rollback");
+        assert_eq!(found(&store, Table::Leads, &[50, 1000]), [(50, 1)]);
+        drop(store);
+
+        // And a new connection reads the committed bounds.
+        let store = StateStore::open(&dir.path().join("s.db")).expect("reopen");
+        assert_eq!(
+            found(&store, Table::Leads, &[5, 10, 90, 95]),
+            [(10, 3), (90, 4)]
+        );
+    }
+
+    #[test]
+    fn upserts_in_chunks_keep_every_row_and_the_last_version_of_a_repeated_id() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = StateStore::open(&dir.path().join("s.db")).expect("open");
+        // More rows than one statement takes, descending (as newest-first pages arrive), and
+        // one id twice: the later version wins, as row-by-row upserts would have it.
+        let mut keys: Vec<RowKey> = (0..(2 * UPSERT_CHUNK as i64 + 7))
+            .rev()
+            .map(|id| key(id, id as u128))
+            .collect();
+        keys.push(key(3, 999));
+        store.upsert_seen(Table::Leads, &keys, "j").expect("upsert");
+        store.commit().expect("commit");
+        let ids: Vec<i64> = (0..(2 * UPSERT_CHUNK as i64 + 7)).collect();
+        let got = found(&store, Table::Leads, &ids);
+        assert_eq!(got.len(), ids.len());
+        assert!(
+            got.iter()
+                .all(|&(id, h)| h == if id == 3 { 999 } else { id as u128 })
+        );
+    }
 }

@@ -19,8 +19,10 @@
 //! - pagination ends on `hasMore: false`, an empty page, a short page (when `hasMore` is not
 //!   given), or a page that brings no id the last pages did not (a server ignoring `offset`).
 //!
-//! Pages are fetched by one task and mapped / written by a blocking worker, through a channel
-//! of two pages, so decoding and writing overlap with the requests and the rate-limit waits.
+//! Pages go through three stages, two pages buffered between each: the fetcher (an async task:
+//! HTTP, the envelope, the rate limit), the mapper (a thread: JSON → Arrow, content hashes) and
+//! the writer (a thread: dedup state, destination, commits). So requests, rate-limit waits,
+//! decoding and writing all overlap, and each stage allocates on its own thread.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -347,8 +349,22 @@ impl JobRun<'_> {
             Some(id) => format!("leads, stream {id}"),
         });
 
-        let (tx, rx) = mpsc::channel::<Msg>(2);
+        // fetcher (HTTP, on the runtime) → mappers (threads, pages dealt round-robin) →
+        // writer (thread, takes the pages back in order).
+        let mut raw_txs = Vec::with_capacity(MAPPERS);
+        let mut rxs = Vec::with_capacity(MAPPERS);
+        let mut maps = Vec::with_capacity(MAPPERS);
         let ctx = self.map_ctx();
+        for _ in 0..MAPPERS {
+            let (raw_tx, raw_rx) = mpsc::channel::<RawMsg>(1);
+            let (tx, rx) = mpsc::channel::<Msg>(1);
+            let (ctx, cancel) = (ctx.clone(), self.cancel.clone());
+            maps.push(tokio::task::spawn_blocking(move || {
+                map_leads_pages(raw_rx, tx, ctx, cancel)
+            }));
+            raw_txs.push(raw_tx);
+            rxs.push(rx);
+        }
         let fetch = tokio::spawn(fetch_leads(
             self.client.clone(),
             LeadsQuery {
@@ -357,8 +373,7 @@ impl JobRun<'_> {
                 limit: self.cfg.page_size,
                 offset: 0,
             },
-            ctx.clone(),
-            tx,
+            raw_txs,
             self.cancel.clone(),
         ));
         let job = self.job.clone();
@@ -368,7 +383,7 @@ impl JobRun<'_> {
         let write = tokio::task::spawn_blocking(move || {
             let r = write_leads(
                 dest.as_mut(),
-                rx,
+                rxs,
                 job,
                 ctx,
                 &scope,
@@ -383,6 +398,10 @@ impl JobRun<'_> {
         let fetched = fetch
             .await
             .map_err(|e| StepError::Internal(format!("page fetcher: {e}")))?;
+        for map in maps {
+            map.await
+                .map_err(|e| StepError::Internal(format!("page mapper: {e}")))?;
+        }
         let (dest, written) = write
             .await
             .map_err(|e| StepError::Internal(format!("page writer: {e}")))?;
@@ -442,18 +461,13 @@ impl JobRun<'_> {
                 let refs: Vec<&RawValue> = page.records.iter().map(|r| r.as_ref()).collect();
                 let ctx = self.map_ctx();
                 let dest = self.dest.as_mut().expect("destination present");
-                let out = tokio::task::block_in_place(|| {
-                    dedup::stage_page(dest.as_mut(), table, &refs, &ctx, full)
-                })?;
+                // Runs are few and small: staged right here, on the runtime's thread.
+                let out = dedup::stage_page(dest.as_mut(), table, &refs, &ctx, full)?;
                 self.job.add_counts(table.name(), &out.counts);
-                let job = self.job.clone();
-                tokio::task::block_in_place(|| -> Result<(), DestError> {
-                    dest.state()
-                        .save_job(&job)
-                        .map_err(DestError::sql("recording job counts"))?;
-                    dest.commit(false)?;
-                    Ok(())
-                })?;
+                dest.state()
+                    .save_job(&self.job)
+                    .map_err(DestError::sql("recording job counts"))?;
+                dest.commit(false)?;
                 for id in &out.ids {
                     pending.remove(id);
                 }
@@ -495,8 +509,7 @@ impl JobRun<'_> {
         if full && self.cfg.streams.is_empty() {
             let job_id = self.job.id.clone();
             let dest = self.dest.as_mut().expect("destination present");
-            let deleted =
-                tokio::task::block_in_place(|| mark_gone(dest.as_mut(), table, &job_id, &[]))?;
+            let deleted = mark_gone(dest.as_mut(), table, &job_id, &[])?;
             self.job.add_counts(
                 table.name(),
                 &crate::job::TableCounts {
@@ -505,15 +518,11 @@ impl JobRun<'_> {
                 },
             );
         }
-        let job = self.job.clone();
         let dest = self.dest.as_mut().expect("destination present");
-        tokio::task::block_in_place(|| -> Result<(), DestError> {
-            dest.state()
-                .save_job(&job)
-                .map_err(DestError::sql("recording job counts"))?;
-            dest.commit(true)?;
-            Ok(())
-        })?;
+        dest.state()
+            .save_job(&self.job)
+            .map_err(DestError::sql("recording job counts"))?;
+        dest.commit(true)?;
         Ok(())
     }
 }
@@ -544,15 +553,77 @@ fn mark_gone(
     Ok(gone.len() as u64)
 }
 
-/// Fetch the pages of one leads export and send them to the writer.
+/// Where a pipeline stage's time went, for the debug log (benches/README.md reads it): time
+/// blocked on its neighbours vs. the rest.
+struct StageClock {
+    stage: &'static str,
+    started: Instant,
+    waited: std::time::Duration,
+}
+
+impl StageClock {
+    fn new(stage: &'static str) -> StageClock {
+        StageClock {
+            stage,
+            started: Instant::now(),
+            waited: std::time::Duration::ZERO,
+        }
+    }
+
+    fn wait<T>(&mut self, f: impl FnOnce() -> T) -> T {
+        let t = Instant::now();
+        let r = f();
+        self.waited += t.elapsed();
+        r
+    }
+
+    async fn wait_for<T>(&mut self, f: impl std::future::Future<Output = T>) -> T {
+        let t = Instant::now();
+        let r = f.await;
+        self.waited += t.elapsed();
+        r
+    }
+}
+
+impl Drop for StageClock {
+    fn drop(&mut self) {
+        let total = self.started.elapsed();
+        tracing::debug!(
+            stage = self.stage,
+            total_ms = total.as_secs_f64() * 1e3,
+            waiting_ms = self.waited.as_secs_f64() * 1e3,
+            working_ms = total.saturating_sub(self.waited).as_secs_f64() * 1e3,
+            "Pipeline stage finished."
+        );
+    }
+}
+
+/// Mapper threads per leads export: decoding is the heaviest stage, and pages map
+/// independently.
+const MAPPERS: usize = 2;
+
+/// A page as the fetcher hands it to the mapper.
+enum RawMsg {
+    Page(crate::api::LeadsPage),
+    /// Pagination reached its end.
+    Done {
+        pages: u64,
+    },
+}
+
+/// Fetch the pages of one leads export and hand them to the mapper. Only HTTP and the
+/// envelope happen here, so the next request is on its way while the mapper decodes this page.
 async fn fetch_leads(
     client: Arc<ApiClient>,
     mut q: LeadsQuery,
-    ctx: MapContext,
-    tx: mpsc::Sender<Msg>,
+    txs: Vec<mpsc::Sender<RawMsg>>,
     cancel: Cancel,
 ) -> Result<(), StepError> {
-    let mut recent: VecDeque<HashSet<i64>> = VecDeque::new();
+    // The first and last records of the last pages: a server that ignores `offset` serves the
+    // same page again, and is noticed here before more requests go out. (The writer also
+    // stops at a page that brings no new id.)
+    let mut recent: VecDeque<(u64, u64)> = VecDeque::new();
+    let mut clock = StageClock::new("fetch");
     let mut pages = 0u64;
     let mut max_pages: Option<u64> = None;
     loop {
@@ -566,17 +637,14 @@ async fn fetch_leads(
         pages += 1;
         let n = page.records.len();
         let limit = page.limit_used.max(1);
-        let mapped = tokio::task::block_in_place(|| {
-            let refs: Vec<&RawValue> = page.records.iter().map(|r| r.as_ref()).collect();
-            dedup::map_page(Table::Leads, &refs, &ctx)
-        });
-        // Ids of records that did not map (rejects) are not needed here: the guard below only
-        // has to notice a server that serves the same page again.
-        let ids: HashSet<i64> = mapped.keys.iter().map(|k| k.id).collect();
-        let new_ids = ids
-            .iter()
-            .filter(|id| !recent.iter().any(|s| s.contains(id)))
-            .count();
+        let ends = match (page.records.first(), page.records.last()) {
+            (Some(a), Some(b)) => Some((
+                xxhash_rust::xxh3::xxh3_64(a.get().as_bytes()),
+                xxhash_rust::xxh3::xxh3_64(b.get().as_bytes()),
+            )),
+            _ => None,
+        };
+        let repeated = ends.is_some_and(|e| recent.contains(&e));
         if max_pages.is_none() {
             // A bound however the server pages: twice the pages `total` implies, plus slack.
             max_pages = page.total.map(|t| 2 * t.div_ceil(limit as u64) + 10);
@@ -585,28 +653,23 @@ async fn fetch_leads(
         tracing::debug!(
             offset = q.offset,
             rows = n,
-            new_ids,
             total = page.total,
             "Fetched leads page."
         );
-        let msg = Msg::Page {
-            mapped,
-            records: n,
-            total: page.total,
-        };
-        if tx.send(msg).await.is_err() {
-            // The writer stopped (cancel or error); it reports why.
+        if repeated {
+            tracing::warn!(
+                offset = q.offset,
+                "A leads page repeated the previous pages' records; stopping (does the API ignore offset?)."
+            );
+            break;
+        }
+        let tx = &txs[(pages - 1) as usize % txs.len()];
+        if clock.wait_for(tx.send(RawMsg::Page(page))).await.is_err() {
+            // The mapper or writer stopped (cancel, error, or a page with no new id).
             return Ok(());
         }
         let end = n == 0 || has_more == Some(false) || (has_more.is_none() && n < limit as usize);
         if end {
-            break;
-        }
-        if !ids.is_empty() && new_ids == 0 {
-            tracing::warn!(
-                offset = q.offset,
-                "A leads page brought no id the previous pages did not; stopping (does the API ignore offset?)."
-            );
             break;
         }
         if max_pages.is_some_and(|m| pages >= m) {
@@ -614,13 +677,50 @@ async fn fetch_leads(
             break;
         }
         q.offset += n as u64;
-        recent.push_back(ids);
+        recent.extend(ends);
         if recent.len() > 4 {
             recent.pop_front();
         }
     }
-    let _ = tx.send(Msg::Done { pages }).await;
+    // To the mapper whose turn is next, so the writer meets it in order.
+    let _ = txs[pages as usize % txs.len()]
+        .send(RawMsg::Done { pages })
+        .await;
     Ok(())
+}
+
+/// Map the fetched pages (JSON → Arrow, content hashes) and hand them to the writer. Each of
+/// the [`MAPPERS`] runs on its own thread and gets every `MAPPERS`-th page, so decoding uses
+/// every core the writer leaves free and overlaps with the requests.
+fn map_leads_pages(
+    mut rx: mpsc::Receiver<RawMsg>,
+    tx: mpsc::Sender<Msg>,
+    ctx: MapContext,
+    cancel: Cancel,
+) {
+    let mut clock = StageClock::new("map");
+    while let Some(msg) = clock.wait(|| rx.blocking_recv()) {
+        if cancel.is_cancelled() {
+            return;
+        }
+        let msg = match msg {
+            RawMsg::Page(page) => {
+                let refs: Vec<&RawValue> = page.records.iter().map(|r| r.as_ref()).collect();
+                let mapped = dedup::map_page(Table::Leads, &refs, &ctx);
+                Msg::Page {
+                    mapped,
+                    records: page.records.len(),
+                    total: page.total,
+                }
+            }
+            RawMsg::Done { pages } => Msg::Done { pages },
+        };
+        if clock.wait(|| tx.blocking_send(msg)).is_err() {
+            // The writer stopped (cancel, error, or the end); it reports why.
+            return;
+        }
+    }
+    // The fetcher stopped: at the end (another mapper carries `Done`) or on an error it reports.
 }
 
 /// Stage the pages of one leads export; at its end, move the cursor and (full refresh) mark
@@ -629,7 +729,7 @@ async fn fetch_leads(
 #[allow(clippy::too_many_arguments)]
 fn write_leads(
     dest: &mut dyn Destination,
-    mut rx: mpsc::Receiver<Msg>,
+    mut rxs: Vec<mpsc::Receiver<Msg>>,
     mut job: JobRecord,
     ctx: MapContext,
     scope: &str,
@@ -641,10 +741,26 @@ fn write_leads(
 ) -> Result<JobRecord, StepError> {
     let table = Table::Leads;
     let mut max_cursor = cursor;
-    while let Some(msg) = rx.blocking_recv() {
+    let mut clock = StageClock::new("write");
+    // Ids of the last pages: a page with none new means a server that ignores `offset`.
+    let mut recent: VecDeque<HashSet<i64>> = VecDeque::new();
+    let mut pages = 0u64;
+    // The mappers take turns: page k comes from mapper k % MAPPERS.
+    let turns = rxs.len();
+    while let Some(msg) = clock.wait(|| rxs[pages as usize % turns].blocking_recv()) {
         if cancel.is_cancelled() {
             return Err(StepError::Cancelled);
         }
+        pages += 1;
+        let msg = match msg {
+            Msg::Page { mapped, .. } if repeats_recent(&mut recent, &mapped) => {
+                tracing::warn!(
+                    "A leads page brought no id the previous pages did not; stopping (does the API ignore offset?)."
+                );
+                Msg::Done { pages }
+            }
+            msg => msg,
+        };
         match msg {
             Msg::Page {
                 mapped,
@@ -710,6 +826,20 @@ fn write_leads(
     }
     // The fetcher stopped without reaching the end: it reports why. Nothing more to stage.
     Ok(job)
+}
+
+/// Whether `mapped` brings no id that the last pages did not (rejects aside); remembers its
+/// ids otherwise.
+fn repeats_recent(recent: &mut VecDeque<HashSet<i64>>, mapped: &crate::mapping::Mapped) -> bool {
+    let ids: HashSet<i64> = mapped.keys.iter().map(|k| k.id).collect();
+    if !ids.is_empty() && ids.iter().all(|id| recent.iter().any(|s| s.contains(id))) {
+        return true;
+    }
+    recent.push_back(ids);
+    if recent.len() > 4 {
+        recent.pop_front();
+    }
+    false
 }
 
 #[cfg(test)]
