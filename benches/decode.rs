@@ -6,7 +6,8 @@
 //! 1. `Value`: `serde_json::from_slice::<serde_json::Value>` of the page (a full DOM).
 //! 2. `split`: the envelope into `Vec<&RawValue>` (what the exporter needs before mapping; the
 //!    ceiling of "parse the bytes and keep nothing").
-//! 3. `client split`: the envelope into `Vec<Box<RawValue>>`, as `api::ApiClient` does it.
+//! 3. `client split`: as `api::ApiClient` does it: the text checked as UTF-8, split into
+//!    `Vec<&RawValue>`, each record's place noted, the page's text copied once.
 //! 4. `map_leads`: `ctgo_export::mapping::map_leads` on the split records (typed Arrow columns,
 //!    `extra`, content hashes).
 //! 5. `split + map_leads`: 2 then 4, the whole decode of a page.
@@ -35,9 +36,20 @@ struct Borrowed<'a> {
     leads: Vec<&'a RawValue>,
 }
 
-#[derive(Deserialize)]
-struct Owned {
-    leads: Vec<Box<RawValue>>,
+/// The client's split (`api::Records`): one copy of the text, and where each record is.
+fn client_split(page: &[u8]) -> Option<(Box<str>, Vec<std::ops::Range<usize>>)> {
+    let text = std::str::from_utf8(page).ok()?;
+    let env: Borrowed<'_> = serde_json::from_str(text).ok()?;
+    let base = text.as_ptr() as usize;
+    let spans = env
+        .leads
+        .iter()
+        .map(|r| {
+            let start = r.get().as_ptr() as usize - base;
+            start..start + r.get().len()
+        })
+        .collect();
+    Some((text.into(), spans))
 }
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -132,11 +144,16 @@ fn main() -> anyhow::Result<()> {
         serde_json::from_slice::<Borrowed>(p).map_or(0, |b| b.leads.len())
     });
     let owned = time_best(&pages, rounds, |p| {
-        serde_json::from_slice::<Owned>(p).map_or(0, |b| b.leads.len())
+        client_split(p).map_or(0, |(_, s)| s.len())
     });
-    let splits: Vec<Vec<&RawValue>> = pages
+    let splits: Vec<Vec<&str>> = pages
         .iter()
-        .map(|p| serde_json::from_slice::<Borrowed>(p).map_or_else(|_| Vec::new(), |b| b.leads))
+        .map(|p| {
+            serde_json::from_slice::<Borrowed>(p).map_or_else(
+                |_| Vec::new(),
+                |b| b.leads.into_iter().map(RawValue::get).collect(),
+            )
+        })
         .collect();
     let mut i = 0;
     let map_only = time_best(&pages, rounds, |_| {
@@ -147,7 +164,10 @@ fn main() -> anyhow::Result<()> {
     });
     let whole = time_best(&pages, rounds, |p| {
         serde_json::from_slice::<Borrowed>(p)
-            .map(|b| map_leads(&b.leads, &ctx).batch.num_rows())
+            .map(|b| {
+                let texts: Vec<&str> = b.leads.iter().map(|r| r.get()).collect();
+                map_leads(&texts, &ctx).batch.num_rows()
+            })
             .unwrap_or(0)
     });
 
@@ -160,7 +180,7 @@ fn main() -> anyhow::Result<()> {
     for (name, d) in [
         ("serde_json Value (DOM)", value),
         ("split into Vec<&RawValue>", split),
-        ("split into Vec<Box<RawValue>>", owned),
+        ("client split (text + places)", owned),
         ("map_leads (on split records)", map_only),
         ("split + map_leads", whole),
     ] {

@@ -87,13 +87,14 @@ pub struct Mapped {
     pub rejects: Vec<Reject>,
 }
 
-/// Map a page of leads. Rows keep the order of `records`, minus the rejects.
-pub fn map_leads(records: &[&RawValue], ctx: &MapContext) -> Mapped {
+/// Map a page of leads, each record its JSON text. Rows keep the order of `records`, minus
+/// the rejects.
+pub fn map_leads(records: &[&str], ctx: &MapContext) -> Mapped {
     map_page(Table::Leads, records, ctx, map_lead)
 }
 
 /// Map a page of sync runs, v1 and v2 layouts alike.
-pub fn map_runs(records: &[&RawValue], ctx: &MapContext) -> Mapped {
+pub fn map_runs(records: &[&str], ctx: &MapContext) -> Mapped {
     map_page(Table::SyncRuns, records, ctx, map_run)
 }
 
@@ -301,14 +302,9 @@ struct RowMeta {
     finished: bool,
 }
 
-type RecordMapper = for<'a> fn(&'a RawValue, &mut Scratch<'a>) -> Result<RowMeta, String>;
+type RecordMapper = for<'a> fn(&'a str, &mut Scratch<'a>) -> Result<RowMeta, String>;
 
-fn map_page(
-    table: Table,
-    records: &[&RawValue],
-    ctx: &MapContext,
-    map_one: RecordMapper,
-) -> Mapped {
+fn map_page(table: Table, records: &[&str], ctx: &MapContext, map_one: RecordMapper) -> Mapped {
     let content = match table {
         Table::Leads => LEAD_CONTENT,
         _ => RUN_CONTENT,
@@ -368,24 +364,24 @@ fn map_page(
     }
 }
 
-fn reject(table: Table, reason: String, raw: &RawValue) -> Reject {
+fn reject(table: Table, reason: String, raw: &str) -> Reject {
     Reject {
         table,
         reason,
-        raw: raw.get().to_owned(),
+        raw: raw.to_owned(),
     }
 }
 
-fn map_lead<'a>(raw: &'a RawValue, s: &mut Scratch<'a>) -> Result<RowMeta, String> {
+fn map_lead<'a>(raw: &'a str, s: &mut Scratch<'a>) -> Result<RowMeta, String> {
     // One pass over the record, `profile`'s entries included; a `profile` that is neither an
     // object nor null (or given twice) goes the general way, which reports it exactly.
-    let text = raw.get().trim();
+    let text = raw.trim();
     if !text.starts_with('{') {
         return Err(format!("the record is not a JSON object: {}", quote(text)));
     }
     s.entries.clear();
     s.profile_entries.clear();
-    let mut de = serde_json::Deserializer::from_str(raw.get());
+    let mut de = serde_json::Deserializer::from_str(raw);
     let found = LeadSeed {
         entries: &mut s.entries,
         profile: &mut s.profile_entries,
@@ -422,7 +418,7 @@ fn map_lead<'a>(raw: &'a RawValue, s: &mut Scratch<'a>) -> Result<RowMeta, Strin
 
 /// The two-pass mapping of a lead: the record's entries with `profile` as raw JSON, then
 /// `profile`'s own entries.
-fn map_lead_general<'a>(raw: &'a RawValue, s: &mut Scratch<'a>) -> Result<RowMeta, String> {
+fn map_lead_general<'a>(raw: &'a str, s: &mut Scratch<'a>) -> Result<RowMeta, String> {
     record_entries(raw, &mut s.entries)?;
     let mut slots: [Option<&'a RawValue>; LEAD_FIELDS.len()] = [None; LEAD_FIELDS.len()];
     s.unknown.clear();
@@ -444,7 +440,7 @@ fn map_lead_general<'a>(raw: &'a RawValue, s: &mut Scratch<'a>) -> Result<RowMet
             if !text.starts_with('{') {
                 return Err(format!("`profile` is not an object: {}", quote(text)));
             }
-            collect_entries(praw, &mut s.entries)
+            collect_entries(praw.get(), &mut s.entries)
                 .map_err(|e| format!("`profile` could not be read: {e}"))?;
             let mut pslots: [Option<&'a RawValue>; PROFILE_FIELDS.len()] =
                 [None; PROFILE_FIELDS.len()];
@@ -475,7 +471,7 @@ fn lead_meta(s: &mut Scratch<'_>) -> Result<RowMeta, String> {
     })
 }
 
-fn map_run<'a>(raw: &'a RawValue, s: &mut Scratch<'a>) -> Result<RowMeta, String> {
+fn map_run<'a>(raw: &'a str, s: &mut Scratch<'a>) -> Result<RowMeta, String> {
     record_entries(raw, &mut s.entries)?;
     let mut slots: [Option<&'a RawValue>; RUN_FIELDS.len()] = [None; RUN_FIELDS.len()];
     s.unknown.clear();
@@ -501,10 +497,10 @@ fn map_run<'a>(raw: &'a RawValue, s: &mut Scratch<'a>) -> Result<RowMeta, String
 
 /// The record's top-level entries, or the reason it is not an object.
 fn record_entries<'a>(
-    raw: &'a RawValue,
+    raw: &'a str,
     out: &mut Vec<(Cow<'a, str>, &'a RawValue)>,
 ) -> Result<(), String> {
-    let text = raw.get().trim();
+    let text = raw.trim();
     if !text.starts_with('{') {
         return Err(format!("the record is not a JSON object: {}", quote(text)));
     }
@@ -947,11 +943,11 @@ impl<'de> Visitor<'de> for ProfileSeed<'_, 'de> {
 }
 
 fn collect_entries<'a>(
-    raw: &'a RawValue,
+    raw: &'a str,
     out: &mut Vec<(Cow<'a, str>, &'a RawValue)>,
 ) -> Result<(), serde_json::Error> {
     out.clear();
-    let mut de = serde_json::Deserializer::from_str(raw.get());
+    let mut de = serde_json::Deserializer::from_str(raw);
     EntriesSeed(out).deserialize(&mut de)?;
     de.end()
 }
@@ -1278,9 +1274,10 @@ mod tests {
     }
 
     /// The records under `key` of an envelope.
-    fn page<'a>(text: &'a str, key: &str) -> Vec<&'a RawValue> {
+    fn page<'a>(text: &'a str, key: &str) -> Vec<&'a str> {
         let env: HashMap<&'a str, &'a RawValue> = serde_json::from_str(text).unwrap();
-        serde_json::from_str(env[key].get()).unwrap()
+        let records: Vec<&'a RawValue> = serde_json::from_str(env[key].get()).unwrap();
+        records.into_iter().map(RawValue::get).collect()
     }
 
     fn raw(text: &str) -> Box<RawValue> {
@@ -1288,13 +1285,11 @@ mod tests {
     }
 
     fn lead(text: &str) -> Mapped {
-        let r = raw(text);
-        map_leads(&[&r], &ctx())
+        map_leads(&[text], &ctx())
     }
 
     fn run(text: &str) -> Mapped {
-        let r = raw(text);
-        map_runs(&[&r], &ctx())
+        map_runs(&[text], &ctx())
     }
 
     fn reason(m: &Mapped) -> String {
@@ -1817,9 +1812,7 @@ mod tests {
     fn good_records_around_a_bad_one_still_map() {
         let bad = with(DOC_LEAD, |v| v["profile"]["followerCount"] = json!("lots"));
         let second = with(DOC_LEAD, |v| v["id"] = json!(1235));
-        let recs = [raw(DOC_LEAD), raw(&bad), raw("42"), raw(&second)];
-        let refs: Vec<&RawValue> = recs.iter().map(|r| r.as_ref()).collect();
-        let m = map_leads(&refs, &ctx());
+        let m = map_leads(&[DOC_LEAD, &bad, "42", &second], &ctx());
         assert_eq!(m.batch.num_rows(), 2);
         assert_eq!(
             m.keys.iter().map(|k| k.id).collect::<Vec<_>>(),
@@ -1868,12 +1861,11 @@ mod tests {
         let b = DOC_LEAD.replacen('{', r#"{"x": {"q": [1, {"r": 3, "s": 2}], "p": 1},"#, 1);
         assert_eq!(lead_hash(&a), lead_hash(&b));
         // The connector's columns are not content.
-        let r = raw(DOC_LEAD);
         let other = MapContext {
             extracted_at_ms: 1,
             job_id: "job-2".into(),
         };
-        assert_eq!(map_leads(&[&r], &other).keys[0].hash, base);
+        assert_eq!(map_leads(&[DOC_LEAD], &other).keys[0].hash, base);
     }
 
     #[test]
@@ -2030,7 +2022,7 @@ mod tests {
 
     /// Both ways of mapping a lead on one record: the vals and the outcome.
     fn both_lead_paths(text: &str) -> [(Result<(), String>, Vec<Val<'_>>); 2] {
-        let raw: &RawValue = serde_json::from_str(text).unwrap();
+        let raw = text;
         let run = |general: bool| {
             let mut s = Scratch {
                 entries: Vec::new(),
@@ -2088,8 +2080,8 @@ mod tests {
         fn any_json_maps_or_is_rejected(v in arb_json()) {
             let input = v.to_string();
             let r = raw(&input);
-            check_outcome(&input, &map_leads(&[&r], &ctx()))?;
-            check_outcome(&input, &map_runs(&[&r], &ctx()))?;
+            check_outcome(&input, &map_leads(&[r.get()], &ctx()))?;
+            check_outcome(&input, &map_runs(&[r.get()], &ctx()))?;
         }
 
         #[test]
@@ -2113,9 +2105,9 @@ mod tests {
             let input = template.replace("\"__TOKEN__\"", &token);
             // Tokens serde_json itself refuses (none expected) are outside the contract.
             let Ok(r) = RawValue::from_string(input.clone()) else { return Ok(()); };
-            let m = map_leads(&[&r], &ctx());
+            let m = map_leads(&[r.get()], &ctx());
             check_outcome(&input, &m)?;
-            let mr = map_runs(&[&r], &ctx());
+            let mr = map_runs(&[r.get()], &ctx());
             check_outcome(&input, &mr)?;
         }
 

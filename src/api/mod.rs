@@ -71,9 +71,44 @@ pub struct LeadsQuery {
     pub offset: u64,
 }
 
+/// The records of a page: the page's JSON text and where each record is in it (one buffer
+/// per page rather than an allocation per record).
+#[derive(Debug, Default)]
+pub struct Records {
+    text: Box<str>,
+    spans: Vec<std::ops::Range<usize>>,
+}
+
+impl Records {
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// The JSON text of record `i`.
+    pub fn get(&self, i: usize) -> Option<&str> {
+        self.spans.get(i).map(|r| &self.text[r.clone()])
+    }
+
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        self.spans.iter().map(|r| &self.text[r.clone()])
+    }
+
+    pub fn first(&self) -> Option<&str> {
+        self.get(0)
+    }
+
+    pub fn last(&self) -> Option<&str> {
+        self.len().checked_sub(1).and_then(|i| self.get(i))
+    }
+}
+
 #[derive(Debug)]
 pub struct LeadsPage {
-    pub records: Vec<Box<RawValue>>,
+    pub records: Records,
     pub total: Option<u64>,
     pub has_more: Option<bool>,
     /// The `limit` this page was actually requested with (lower than asked when the API
@@ -150,8 +185,9 @@ impl std::fmt::Debug for ApiClient {
 }
 
 #[derive(Deserialize)]
-struct LeadsEnvelope {
-    leads: Vec<Box<RawValue>>,
+struct LeadsEnvelope<'a> {
+    #[serde(borrow)]
+    leads: Vec<&'a RawValue>,
     #[serde(default)]
     total: Option<serde_json::Value>,
     #[serde(default, rename = "hasMore")]
@@ -242,11 +278,26 @@ impl ApiClient {
             qp.append_pair("offset", &q.offset.to_string());
         }
         self.get(&endpoint, url, "leads page", |body| {
-            let env: LeadsEnvelope = serde_json::from_slice(body).map_err(|e| {
+            let expected = |e: &dyn std::fmt::Display| {
                 format!("expected {{\"leads\": [...], \"total\": n, \"hasMore\": b}} ({e})")
-            })?;
+            };
+            let text = std::str::from_utf8(body).map_err(|e| expected(&e))?;
+            let env: LeadsEnvelope<'_> = serde_json::from_str(text).map_err(|e| expected(&e))?;
+            // Where each record is in the page's text: its address less the text's.
+            let base = text.as_ptr() as usize;
+            let spans = env
+                .leads
+                .iter()
+                .map(|r| {
+                    let start = r.get().as_ptr() as usize - base;
+                    start..start + r.get().len()
+                })
+                .collect();
             Ok(LeadsPage {
-                records: env.leads,
+                records: Records {
+                    text: text.into(),
+                    spans,
+                },
                 total: env.total.as_ref().and_then(|v| v.as_u64()),
                 has_more: env.has_more.as_ref().and_then(|v| v.as_bool()),
                 limit_used: limit,

@@ -150,10 +150,15 @@ async fn a_leads_page_parses_with_exact_record_text() {
         .expect("page");
     assert_eq!(page.records.len(), 2);
     assert_eq!(
-        page.records[0].get(),
+        page.records.get(0).expect("record"),
         r#"{"id":1,"discoveredAt":"2026-06-02T09:01:00Z","score":  1.50}"#
     );
-    assert!(page.records[1].get().contains("18446744073709551615"));
+    assert!(
+        page.records
+            .get(1)
+            .expect("record")
+            .contains("18446744073709551615")
+    );
     assert_eq!(page.total, Some(2));
     assert_eq!(page.has_more, Some(false));
     assert_eq!(page.limit_used, 50);

@@ -9,7 +9,6 @@
 use std::collections::HashMap;
 
 use arrow_array::BooleanArray;
-use serde_json::value::RawValue;
 use xxhash_rust::xxh3::xxh3_128;
 
 use crate::dest::{Change, DestError, Destination, Seen};
@@ -44,7 +43,7 @@ impl PageOutcome {
 }
 
 /// Map one page of `table` (no destination needed: this runs beside the writer).
-pub fn map_page(table: Table, records: &[&RawValue], ctx: &MapContext) -> Mapped {
+pub fn map_page(table: Table, records: &[&str], ctx: &MapContext) -> Mapped {
     match table {
         Table::Leads => mapping::map_leads(records, ctx),
         Table::SyncRuns => mapping::map_runs(records, ctx),
@@ -56,7 +55,7 @@ pub fn map_page(table: Table, records: &[&RawValue], ctx: &MapContext) -> Mapped
 pub fn stage_page(
     dest: &mut dyn Destination,
     table: Table,
-    records: &[&RawValue],
+    records: &[&str],
     ctx: &MapContext,
     touch_unchanged: bool,
 ) -> Result<PageOutcome, DestError> {

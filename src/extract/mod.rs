@@ -30,7 +30,6 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -458,11 +457,11 @@ impl JobRun<'_> {
                     _ = self.cancel.cancelled() => return Err(StepError::Cancelled),
                 };
                 let n = page.records.len();
-                let refs: Vec<&RawValue> = page.records.iter().map(|r| r.as_ref()).collect();
+                let texts: Vec<&str> = page.records.iter().map(|r| r.get()).collect();
                 let ctx = self.map_ctx();
                 let dest = self.dest.as_mut().expect("destination present");
                 // Runs are few and small: staged right here, on the runtime's thread.
-                let out = dedup::stage_page(dest.as_mut(), table, &refs, &ctx, full)?;
+                let out = dedup::stage_page(dest.as_mut(), table, &texts, &ctx, full)?;
                 self.job.add_counts(table.name(), &out.counts);
                 dest.state()
                     .save_job(&self.job)
@@ -602,6 +601,72 @@ impl Drop for StageClock {
 /// independently.
 const MAPPERS: usize = 2;
 
+/// The leads requests in flight, by offset: the one the fetcher needs next and, once pages come
+/// back full, the one after it, so the API prepares a page while the last one is handed on.
+/// Requests nobody asks for are aborted (when the next page turns out to be the last, or
+/// the export stops).
+struct Prefetch {
+    client: Arc<ApiClient>,
+    query: LeadsQuery,
+    in_flight: VecDeque<(
+        u64,
+        tokio::task::JoinHandle<Result<crate::api::LeadsPage, ApiError>>,
+    )>,
+}
+
+impl Prefetch {
+    fn new(client: Arc<ApiClient>, query: LeadsQuery) -> Prefetch {
+        Prefetch {
+            client,
+            query,
+            in_flight: VecDeque::new(),
+        }
+    }
+
+    /// Send the request for `offset` unless it is in flight.
+    fn ahead(&mut self, offset: u64) {
+        if self.in_flight.iter().any(|(o, _)| *o == offset) {
+            return;
+        }
+        let client = self.client.clone();
+        let q = LeadsQuery {
+            offset,
+            ..self.query.clone()
+        };
+        self.in_flight
+            .push_back((offset, tokio::spawn(async move { client.leads(&q).await })));
+    }
+
+    /// The page at `offset`, from the request in flight for it or a new one. Cancel-safe: a
+    /// request stays in flight (and is aborted with the rest) until its answer is taken.
+    async fn page(&mut self, offset: u64) -> Result<crate::api::LeadsPage, StepError> {
+        while let Some((o, h)) = self.in_flight.front()
+            && *o != offset
+        {
+            h.abort();
+            self.in_flight.pop_front();
+        }
+        self.ahead(offset);
+        let Some((_, handle)) = self.in_flight.front_mut() else {
+            return Err(StepError::Internal("no leads request in flight".into()));
+        };
+        let answer = handle.await;
+        self.in_flight.pop_front();
+        match answer {
+            Ok(r) => Ok(r?),
+            Err(e) => Err(StepError::Internal(format!("leads request: {e}"))),
+        }
+    }
+}
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        for (_, h) in self.in_flight.drain(..) {
+            h.abort();
+        }
+    }
+}
+
 /// A page as the fetcher hands it to the mapper.
 enum RawMsg {
     Page(crate::api::LeadsPage),
@@ -626,12 +691,13 @@ async fn fetch_leads(
     let mut clock = StageClock::new("fetch");
     let mut pages = 0u64;
     let mut max_pages: Option<u64> = None;
+    let mut requests = Prefetch::new(client, q.clone());
     loop {
         if cancel.is_cancelled() {
             return Err(StepError::Cancelled);
         }
         let page = tokio::select! {
-            r = client.leads(&q) => r?,
+            r = requests.page(q.offset) => r?,
             _ = cancel.cancelled() => return Err(StepError::Cancelled),
         };
         pages += 1;
@@ -639,8 +705,8 @@ async fn fetch_leads(
         let limit = page.limit_used.max(1);
         let ends = match (page.records.first(), page.records.last()) {
             (Some(a), Some(b)) => Some((
-                xxhash_rust::xxh3::xxh3_64(a.get().as_bytes()),
-                xxhash_rust::xxh3::xxh3_64(b.get().as_bytes()),
+                xxhash_rust::xxh3::xxh3_64(a.as_bytes()),
+                xxhash_rust::xxh3::xxh3_64(b.as_bytes()),
             )),
             _ => None,
         };
@@ -663,16 +729,27 @@ async fn fetch_leads(
             );
             break;
         }
+        let end = n == 0 || has_more == Some(false) || (has_more.is_none() && n < limit as usize);
+        let too_many = max_pages.is_some_and(|m| pages >= m);
+        if !end && !too_many {
+            // The next page is needed anyway: ask now, while this one is handed on. After a
+            // full page, ask one further ahead too, so two requests overlap (the second is
+            // dropped if the next page turns out to be the last).
+            let next = q.offset + n as u64;
+            requests.ahead(next);
+            if n == limit as usize && max_pages.is_none_or(|m| pages + 1 < m) {
+                requests.ahead(next + n as u64);
+            }
+        }
         let tx = &txs[(pages - 1) as usize % txs.len()];
         if clock.wait_for(tx.send(RawMsg::Page(page))).await.is_err() {
             // The mapper or writer stopped (cancel, error, or a page with no new id).
             return Ok(());
         }
-        let end = n == 0 || has_more == Some(false) || (has_more.is_none() && n < limit as usize);
         if end {
             break;
         }
-        if max_pages.is_some_and(|m| pages >= m) {
+        if too_many {
             tracing::warn!(pages, "More pages than the API's total implies; stopping.");
             break;
         }
@@ -705,8 +782,8 @@ fn map_leads_pages(
         }
         let msg = match msg {
             RawMsg::Page(page) => {
-                let refs: Vec<&RawValue> = page.records.iter().map(|r| r.as_ref()).collect();
-                let mapped = dedup::map_page(Table::Leads, &refs, &ctx);
+                let texts: Vec<&str> = page.records.iter().collect();
+                let mapped = dedup::map_page(Table::Leads, &texts, &ctx);
                 Msg::Page {
                     mapped,
                     records: page.records.len(),

@@ -105,6 +105,19 @@ fn a_server_that_ignores_offset_does_not_loop() {
 }
 
 #[test]
+fn requests_ahead_cost_at_most_one_page_more_than_needed() {
+    // 1,000 leads in pages of 100: ten pages. Two requests overlap once pages come back full;
+    // the one past the end is dropped, or answered empty.
+    let sim = sim(1000);
+    let t = TestDir::new();
+    let (dest, path) = t.sqlite();
+    sync_ok(&sim, &dest, &["--page-size", "100", "--tables", "leads"]);
+    assert_eq!(sqlite_lead_ids(&path), expected_ids(&sim));
+    let leads = sim.requests().leads;
+    assert!((10..=11).contains(&leads), "{:?}", sim.requests());
+}
+
+#[test]
 fn exported_leads_count_as_updates() {
     let sim = sim(800);
     let t = TestDir::new();
