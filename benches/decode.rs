@@ -6,8 +6,8 @@
 //! 1. `Value`: `serde_json::from_slice::<serde_json::Value>` of the page (a full DOM).
 //! 2. `split`: the envelope into `Vec<&RawValue>` (what the exporter needs before mapping; the
 //!    ceiling of "parse the bytes and keep nothing").
-//! 3. `client split`: as `api::ApiClient` does it: the text checked as UTF-8, split into
-//!    `Vec<&RawValue>`, each record's place noted, the page's text copied once.
+//! 3. `client split`: `api::LeadsPage::parse`, as the client does it: the text checked as
+//!    UTF-8, split into `Vec<&RawValue>`, each record's place noted, the text copied once.
 //! 4. `map_leads`: `ctgo_export::mapping::map_leads` on the split records (typed Arrow columns,
 //!    `extra`, content hashes).
 //! 5. `split + map_leads`: 2 then 4, the whole decode of a page.
@@ -19,6 +19,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use ctgo_export::api::LeadsPage;
 use ctgo_export::mapping::{MapContext, map_leads};
 use ctgo_export::simulator::{SimConfig, Simulator};
 use serde::Deserialize;
@@ -34,22 +35,6 @@ const KEY: &str = "ctgo_benchbenchbenchbenchbenchbenchbenchbench";
 struct Borrowed<'a> {
     #[serde(borrow)]
     leads: Vec<&'a RawValue>,
-}
-
-/// The client's split (`api::Records`): one copy of the text, and where each record is.
-fn client_split(page: &[u8]) -> Option<(Box<str>, Vec<std::ops::Range<usize>>)> {
-    let text = std::str::from_utf8(page).ok()?;
-    let env: Borrowed<'_> = serde_json::from_str(text).ok()?;
-    let base = text.as_ptr() as usize;
-    let spans = env
-        .leads
-        .iter()
-        .map(|r| {
-            let start = r.get().as_ptr() as usize - base;
-            start..start + r.get().len()
-        })
-        .collect();
-    Some((text.into(), spans))
 }
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -144,7 +129,7 @@ fn main() -> anyhow::Result<()> {
         serde_json::from_slice::<Borrowed>(p).map_or(0, |b| b.leads.len())
     });
     let owned = time_best(&pages, rounds, |p| {
-        client_split(p).map_or(0, |(_, s)| s.len())
+        LeadsPage::parse(p, PAGE as u32).map_or(0, |page| page.records.len())
     });
     let splits: Vec<Vec<&str>> = pages
         .iter()

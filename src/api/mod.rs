@@ -106,6 +106,36 @@ impl Records {
     }
 }
 
+impl LeadsPage {
+    /// A `/leads` answer, asked with `limit`; why not, in the API's terms.
+    pub fn parse(body: &[u8], limit: u32) -> Result<LeadsPage, String> {
+        let expected = |e: &dyn std::fmt::Display| {
+            format!("expected {{\"leads\": [...], \"total\": n, \"hasMore\": b}} ({e})")
+        };
+        let text = std::str::from_utf8(body).map_err(|e| expected(&e))?;
+        let env: LeadsEnvelope<'_> = serde_json::from_str(text).map_err(|e| expected(&e))?;
+        // Where each record is in the page's text: its address less the text's.
+        let base = text.as_ptr() as usize;
+        let spans = env
+            .leads
+            .iter()
+            .map(|r| {
+                let start = r.get().as_ptr() as usize - base;
+                start..start + r.get().len()
+            })
+            .collect();
+        Ok(LeadsPage {
+            records: Records {
+                text: text.into(),
+                spans,
+            },
+            total: env.total.as_ref().and_then(|v| v.as_u64()),
+            has_more: env.has_more.as_ref().and_then(|v| v.as_bool()),
+            limit_used: limit,
+        })
+    }
+}
+
 #[derive(Debug)]
 pub struct LeadsPage {
     pub records: Records,
@@ -278,30 +308,7 @@ impl ApiClient {
             qp.append_pair("offset", &q.offset.to_string());
         }
         self.get(&endpoint, url, "leads page", |body| {
-            let expected = |e: &dyn std::fmt::Display| {
-                format!("expected {{\"leads\": [...], \"total\": n, \"hasMore\": b}} ({e})")
-            };
-            let text = std::str::from_utf8(body).map_err(|e| expected(&e))?;
-            let env: LeadsEnvelope<'_> = serde_json::from_str(text).map_err(|e| expected(&e))?;
-            // Where each record is in the page's text: its address less the text's.
-            let base = text.as_ptr() as usize;
-            let spans = env
-                .leads
-                .iter()
-                .map(|r| {
-                    let start = r.get().as_ptr() as usize - base;
-                    start..start + r.get().len()
-                })
-                .collect();
-            Ok(LeadsPage {
-                records: Records {
-                    text: text.into(),
-                    spans,
-                },
-                total: env.total.as_ref().and_then(|v| v.as_u64()),
-                has_more: env.has_more.as_ref().and_then(|v| v.as_bool()),
-                limit_used: limit,
-            })
+            LeadsPage::parse(body, limit)
         })
         .await
     }
