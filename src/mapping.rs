@@ -981,6 +981,12 @@ fn write_canonical_text(out: &mut String, text: &str) -> Result<(), serde_json::
             out.push(']');
             Ok(())
         }
+        // Without a backslash a JSON string is already in the one escaping `push_json_str`
+        // writes (it can hold no quote or control character unescaped).
+        Some(b'"') if memchr::memchr(b'\\', text.as_bytes()).is_none() => {
+            out.push_str(text);
+            Ok(())
+        }
         Some(b'"') => {
             let s = json_str(text)?;
             push_json_str(out, &s);

@@ -384,13 +384,17 @@ impl Destination for CsvDest {
         if self.staged_rows == 0 && !self.core.store.in_transaction() {
             return Ok(false);
         }
-        if !force && self.staged_rows < self.commit_rows {
+        if !force && !self.commit_due() {
             return Ok(false);
         }
         self.check_not_broken()?;
         let r = self.commit_all(false);
         self.guard(r)?;
         Ok(true)
+    }
+
+    fn commit_due(&self) -> bool {
+        self.staged_rows >= self.commit_rows
     }
 
     fn rollback(&mut self) -> Result<(), DestError> {

@@ -103,6 +103,11 @@ pub trait Destination: Send {
     /// destination may defer (to fill a row group); deferring is safe because data and state
     /// stay staged together. Returns whether a commit happened.
     fn commit(&mut self, force: bool) -> Result<bool, DestError>;
+    /// Whether `commit(false)` would commit now. The job loop records the job's counts only
+    /// then (they must commit with the data they count, and uncommitted work needs none).
+    fn commit_due(&self) -> bool {
+        true
+    }
     /// Discard everything staged since the last commit.
     fn rollback(&mut self) -> Result<(), DestError>;
     /// Record the job's final state.

@@ -389,14 +389,17 @@ impl Destination for ParquetDest {
         if nothing {
             return Ok(false);
         }
-        let full = self.open.values().any(|f| f.rows >= self.file_rows);
-        if !force && !full {
+        if !force && !self.commit_due() {
             return Ok(false);
         }
         self.check_not_broken()?;
         let r = self.commit_all();
         self.guard(r)?;
         Ok(true)
+    }
+
+    fn commit_due(&self) -> bool {
+        self.open.values().any(|f| f.rows >= self.file_rows)
     }
 
     fn rollback(&mut self) -> Result<(), DestError> {

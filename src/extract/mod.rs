@@ -852,10 +852,12 @@ fn write_leads(
                 let out = dedup::stage_mapped(dest, table, mapped, &ctx, full)?;
                 max_cursor = max_cursor.max(out.max_cursor_ms);
                 job.add_counts(table.name(), &out.counts);
-                dest.state()
-                    .save_job(&job)
-                    .map_err(DestError::sql("recording job counts"))?;
-                dest.commit(false)?;
+                if dest.commit_due() {
+                    dest.state()
+                        .save_job(&job)
+                        .map_err(DestError::sql("recording job counts"))?;
+                    dest.commit(false)?;
+                }
                 progress.inc(records as u64);
             }
             Msg::Done { pages } => {
