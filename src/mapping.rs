@@ -2010,8 +2010,12 @@ mod tests {
             prop_assert_eq!(m.batch.num_rows(), 1);
             prop_assert_eq!(m.keys.len(), 1);
             let v: Value = serde_json::from_str(input).unwrap();
-            // The last `id` of the text is the one that counts; Value agrees.
-            prop_assert_eq!(v["id"].as_i64(), Some(m.keys[0].id));
+            // The last `id` of the text is the one that counts; Value agrees (except on the
+            // integer token `-0`, which serde_json reads as the float -0.0 and we as 0).
+            let want = v["id"]
+                .as_i64()
+                .or(v["id"].as_f64().filter(|f| *f == 0.0).map(|_| 0));
+            prop_assert_eq!(want, Some(m.keys[0].id));
             prop_assert_eq!(int(&m.batch, "id", 0), Some(m.keys[0].id));
             if let Some(extra) = text(&m.batch, "extra", 0) {
                 let e: Value = serde_json::from_str(&extra).unwrap();

@@ -19,10 +19,12 @@
 //! - pagination ends on `hasMore: false`, an empty page, a short page (when `hasMore` is not
 //!   given), or a page that brings no id the last pages did not (a server ignoring `offset`).
 //!
-//! Pages go through three stages, two pages buffered between each: the fetcher (an async task:
-//! HTTP, the envelope, the rate limit), the mapper (a thread: JSON → Arrow, content hashes) and
-//! the writer (a thread: dedup state, destination, commits). So requests, rate-limit waits,
-//! decoding and writing all overlap, and each stage allocates on its own thread.
+//! Pages go through three stages: the fetcher (an async task: HTTP, the envelope, the rate
+//! limit; two requests in flight once pages come back full), [`MAPPERS`] mapper threads (JSON
+//! → Arrow, content hashes; pages dealt in turn) and the writer thread (dedup state,
+//! destination, commits; it takes the pages back in order), with one page buffered between
+//! each. So requests, rate-limit waits, decoding and writing all overlap, and each stage
+//! allocates on its own thread (one malloc arena each: memory stays flat).
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
