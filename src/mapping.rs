@@ -375,10 +375,7 @@ fn reject(table: Table, reason: String, raw: &str) -> Reject {
 fn map_lead<'a>(raw: &'a str, s: &mut Scratch<'a>) -> Result<RowMeta, String> {
     // One pass over the record, `profile`'s entries included; a `profile` that is neither an
     // object nor null (or given twice) goes the general way, which reports it exactly.
-    let text = raw.trim();
-    if !text.starts_with('{') {
-        return Err(format!("the record is not a JSON object: {}", quote(text)));
-    }
+    require_object(raw)?;
     s.entries.clear();
     s.profile_entries.clear();
     let mut de = serde_json::Deserializer::from_str(raw);
@@ -392,26 +389,16 @@ fn map_lead<'a>(raw: &'a str, s: &mut Scratch<'a>) -> Result<RowMeta, String> {
     if found == ProfileFound::Other {
         return map_lead_general(raw, s);
     }
-    let mut slots: [Option<&'a RawValue>; LEAD_FIELDS.len()] = [None; LEAD_FIELDS.len()];
     s.unknown.clear();
-    route(&mut s.entries, &LEAD_FIELDS, &mut slots, &mut s.unknown);
-    for (spec, slot) in LEAD_FIELDS.iter().zip(slots) {
-        if spec.kind != Kind::Profile {
-            s.vals[spec.col] = convert(spec, slot)?;
-        }
-    }
+    convert_fields(&LEAD_FIELDS, &mut s.entries, &mut s.unknown, &mut s.vals)?;
     s.profile_unknown.clear();
     if found == ProfileFound::Object {
-        let mut pslots: [Option<&'a RawValue>; PROFILE_FIELDS.len()] = [None; PROFILE_FIELDS.len()];
-        route(
-            &mut s.profile_entries,
+        convert_fields(
             &PROFILE_FIELDS,
-            &mut pslots,
+            &mut s.profile_entries,
             &mut s.profile_unknown,
-        );
-        for (spec, slot) in PROFILE_FIELDS.iter().zip(pslots) {
-            s.vals[spec.col] = convert(spec, slot)?;
-        }
+            &mut s.vals,
+        )?;
     }
     lead_meta(s)
 }
@@ -420,19 +407,8 @@ fn map_lead<'a>(raw: &'a str, s: &mut Scratch<'a>) -> Result<RowMeta, String> {
 /// `profile`'s own entries.
 fn map_lead_general<'a>(raw: &'a str, s: &mut Scratch<'a>) -> Result<RowMeta, String> {
     record_entries(raw, &mut s.entries)?;
-    let mut slots: [Option<&'a RawValue>; LEAD_FIELDS.len()] = [None; LEAD_FIELDS.len()];
     s.unknown.clear();
-    route(&mut s.entries, &LEAD_FIELDS, &mut slots, &mut s.unknown);
-
-    let mut profile = None;
-    for (spec, slot) in LEAD_FIELDS.iter().zip(slots) {
-        if spec.kind == Kind::Profile {
-            profile = slot;
-        } else {
-            s.vals[spec.col] = convert(spec, slot)?;
-        }
-    }
-
+    let profile = convert_fields(&LEAD_FIELDS, &mut s.entries, &mut s.unknown, &mut s.vals)?;
     s.profile_unknown.clear();
     if let Some(praw) = profile {
         let text = praw.get().trim();
@@ -442,17 +418,12 @@ fn map_lead_general<'a>(raw: &'a str, s: &mut Scratch<'a>) -> Result<RowMeta, St
             }
             collect_entries(praw.get(), &mut s.entries)
                 .map_err(|e| format!("`profile` could not be read: {e}"))?;
-            let mut pslots: [Option<&'a RawValue>; PROFILE_FIELDS.len()] =
-                [None; PROFILE_FIELDS.len()];
-            route(
-                &mut s.entries,
+            convert_fields(
                 &PROFILE_FIELDS,
-                &mut pslots,
+                &mut s.entries,
                 &mut s.profile_unknown,
-            );
-            for (spec, slot) in PROFILE_FIELDS.iter().zip(pslots) {
-                s.vals[spec.col] = convert(spec, slot)?;
-            }
+                &mut s.vals,
+            )?;
         }
     }
     lead_meta(s)
@@ -473,12 +444,8 @@ fn lead_meta(s: &mut Scratch<'_>) -> Result<RowMeta, String> {
 
 fn map_run<'a>(raw: &'a str, s: &mut Scratch<'a>) -> Result<RowMeta, String> {
     record_entries(raw, &mut s.entries)?;
-    let mut slots: [Option<&'a RawValue>; RUN_FIELDS.len()] = [None; RUN_FIELDS.len()];
     s.unknown.clear();
-    route(&mut s.entries, &RUN_FIELDS, &mut slots, &mut s.unknown);
-    for (spec, slot) in RUN_FIELDS.iter().zip(slots) {
-        s.vals[spec.col] = convert(spec, slot)?;
-    }
+    convert_fields(&RUN_FIELDS, &mut s.entries, &mut s.unknown, &mut s.vals)?;
     s.profile_unknown.clear();
     s.vals[RUN_EXTRA] = extra(&mut s.unknown, &mut s.profile_unknown)?;
     let finished = matches!(
@@ -500,11 +467,38 @@ fn record_entries<'a>(
     raw: &'a str,
     out: &mut Vec<(Cow<'a, str>, &'a RawValue)>,
 ) -> Result<(), String> {
+    require_object(raw)?;
+    collect_entries(raw, out).map_err(|e| format!("the record could not be read: {e}"))
+}
+
+/// The reason a record is not a JSON object, if it is not.
+fn require_object(raw: &str) -> Result<(), String> {
     let text = raw.trim();
     if !text.starts_with('{') {
         return Err(format!("the record is not a JSON object: {}", quote(text)));
     }
-    collect_entries(raw, out).map_err(|e| format!("the record could not be read: {e}"))
+    Ok(())
+}
+
+/// Route `entries` into `specs` (the rest into `unknown`) and convert every known field into
+/// its column of `vals`. `profile` is not converted: its raw value is returned.
+fn convert_fields<'a, const N: usize>(
+    specs: &[FieldSpec; N],
+    entries: &mut Vec<(Cow<'a, str>, &'a RawValue)>,
+    unknown: &mut Vec<(Cow<'a, str>, &'a RawValue)>,
+    vals: &mut [Val<'a>],
+) -> Result<Option<&'a RawValue>, String> {
+    let mut slots = [None; N];
+    route(entries, specs, &mut slots, unknown);
+    let mut profile = None;
+    for (spec, slot) in specs.iter().zip(slots) {
+        if spec.kind == Kind::Profile {
+            profile = slot;
+        } else {
+            vals[spec.col] = convert(spec, slot)?;
+        }
+    }
+    Ok(profile)
 }
 
 /// Sort entries into the spec's slots (a repeated key: the last one wins, as in JSON parsers)
