@@ -472,11 +472,6 @@ impl JobRun<'_> {
                 for id in &out.ids {
                     pending.remove(id);
                 }
-                let ids: HashSet<i64> = out.ids.iter().copied().collect();
-                let new_ids = ids
-                    .iter()
-                    .filter(|id| !recent.iter().any(|s| s.contains(id)))
-                    .count();
                 tracing::debug!(
                     offset,
                     rows = n,
@@ -487,7 +482,7 @@ impl JobRun<'_> {
                     || stream.is_some()
                     || page.has_more == Some(false)
                     || (page.has_more.is_none() && n < limit as usize)
-                    || (!ids.is_empty() && new_ids == 0)
+                    || repeats_recent(&mut recent, out.ids.iter().copied())
                 {
                     break;
                 }
@@ -499,10 +494,6 @@ impl JobRun<'_> {
                     break;
                 }
                 offset += n as u64;
-                recent.push_back(ids);
-                if recent.len() > 4 {
-                    recent.pop_front();
-                }
             }
         }
         // Deletions only when every run was listed: the per-stream endpoint shows only the
@@ -832,7 +823,9 @@ fn write_leads(
         }
         pages += 1;
         let msg = match msg {
-            Msg::Page { mapped, .. } if repeats_recent(&mut recent, &mapped) => {
+            Msg::Page { mapped, .. }
+                if repeats_recent(&mut recent, mapped.keys.iter().map(|k| k.id)) =>
+            {
                 tracing::warn!(
                     "A leads page brought no id the previous pages did not; stopping (does the API ignore offset?)."
                 );
@@ -909,10 +902,10 @@ fn write_leads(
     Ok(job)
 }
 
-/// Whether `mapped` brings no id that the last pages did not (rejects aside); remembers its
-/// ids otherwise.
-fn repeats_recent(recent: &mut VecDeque<HashSet<i64>>, mapped: &crate::mapping::Mapped) -> bool {
-    let ids: HashSet<i64> = mapped.keys.iter().map(|k| k.id).collect();
+/// Whether a page with these ids (rejects aside) brings none that the last pages did not;
+/// remembers them otherwise. A server that ignores `offset` serves the same page again.
+fn repeats_recent(recent: &mut VecDeque<HashSet<i64>>, ids: impl IntoIterator<Item = i64>) -> bool {
+    let ids: HashSet<i64> = ids.into_iter().collect();
     if !ids.is_empty() && ids.iter().all(|id| recent.iter().any(|s| s.contains(id))) {
         return true;
     }
