@@ -370,7 +370,15 @@ impl StateStore {
             *b = Some(b.map_or((lo, hi), |(l, h)| (l.min(lo), h.max(hi))));
         }
         for chunk in order.chunks(UPSERT_CHUNK) {
-            let mut stmt = self.conn.prepare_cached(&upsert_sql(chunk.len()))?;
+            // The statement cache is keyed by the SQL text: build the full chunk's text once.
+            static FULL_CHUNK: std::sync::LazyLock<String> =
+                std::sync::LazyLock::new(|| upsert_sql(UPSERT_CHUNK));
+            let sql = if chunk.len() == UPSERT_CHUNK {
+                std::borrow::Cow::Borrowed(FULL_CHUNK.as_str())
+            } else {
+                std::borrow::Cow::Owned(upsert_sql(chunk.len()))
+            };
+            let mut stmt = self.conn.prepare_cached(&sql)?;
             let mut i = 1;
             for k in chunk {
                 stmt.raw_bind_parameter(i, code)?;
