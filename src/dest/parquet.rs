@@ -33,14 +33,16 @@ use crate::job::JobRecord;
 use crate::schema::Table;
 
 /// Rows per row group. The writer buffers a whole row group in memory before it writes it, and
-/// builds a zstd context per column and row group: 8Ki rows keep peak memory flat from a 10k to
-/// a 1M export (benches/README.md: 64Ki doubled it, 16Ki grew it 1.2–1.3×), and are still
-/// large enough for good compression and for readers to skip row groups by statistics.
+/// builds a zstd context per column and row group. With 32 KiB pages, a 1M export peaked at
+/// 1.18× the memory of a 10k one with 8Ki rows against 1.21× with 16Ki (64Ki doubled it at
+/// 128 KiB pages; 4Ki measured no lower; benches/README.md), and 8Ki rows are still enough
+/// for good compression and for readers to skip row groups by statistics.
 pub const DEFAULT_ROW_GROUP_ROWS: usize = 8 * 1024;
 
 /// Bytes of a data page before it is compressed. Small pages keep each column's page buffer
-/// and zstd context small (128 KiB pages: 1.21× more memory at 1M leads than at 10k), for 5 %
-/// larger files than 128 KiB pages (measured at 200k leads).
+/// and zstd context small: with 16Ki-row groups a 1M export peaked at 1.43× the memory of a
+/// 10k one with 128 KiB pages, 1.28× with 64 KiB and 1.21× with 32 KiB, for files 5 % larger
+/// than with 128 KiB pages (measured at 200k leads).
 pub const DEFAULT_DATA_PAGE_BYTES: usize = 32 * 1024;
 
 /// A hard cap on the bytes of a buffered row group, for rows far wider than usual (long bios,
