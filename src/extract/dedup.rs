@@ -88,7 +88,13 @@ pub fn stage_mapped(
         ..PageOutcome::default()
     };
     // A page may hold the same id twice (offsets shifting under us): the later one compares
-    // with the earlier one, not with the committed state.
+    // with the earlier one, not with the committed state. Pages rarely do, so this page's
+    // versions are only kept in a map when one does.
+    let repeats = {
+        let mut sorted = out.ids.clone();
+        sorted.sort_unstable();
+        sorted.windows(2).any(|w| w[0] == w[1])
+    };
     let mut in_page: HashMap<i64, Seen> = HashMap::new();
     let mut keep = Vec::with_capacity(mapped.keys.len());
     let mut kept: Vec<RowKey> = Vec::new();
@@ -109,6 +115,9 @@ pub fn stage_mapped(
         keep.push(write);
         if write {
             kept.push(*key);
+        }
+        // (An empty map answers `get` without hashing.)
+        if write && repeats {
             in_page.insert(
                 key.id,
                 Seen {
@@ -172,4 +181,55 @@ pub fn stage_mapped(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dest::sqlite::SqliteDest;
+
+    fn lead(id: i64, bio: &str) -> String {
+        format!(
+            r#"{{"id": {id}, "streamId": 42, "trackedXAccountId": 7, "segmentId": 12, "matchConfidence": "high", "sourceType": "new_follower", "discoveredAt": "2026-06-02T09:01:00Z", "exportedAt": null, "profile": {{"xUserId": "1{id}", "handle": "h{id}", "displayName": "H", "profileImageUrl": null, "followerCount": 8200, "bio": "{bio}"}}}}"#
+        )
+    }
+
+    fn ctx() -> MapContext {
+        MapContext {
+            extracted_at_ms: 1_780_000_000_000,
+            job_id: "job-1".into(),
+        }
+    }
+
+    fn stage(dest: &mut SqliteDest, records: &[String]) -> PageOutcome {
+        let texts: Vec<&str> = records.iter().map(String::as_str).collect();
+        stage_page(dest, Table::Leads, &texts, &ctx(), false).expect("staged")
+    }
+
+    #[test]
+    fn an_id_twice_in_a_page_compares_with_its_earlier_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut dest = SqliteDest::open(&dir.path().join("leads.db")).unwrap();
+        // Changed within the page: inserted, then updated; the state keeps the later version.
+        let out = stage(&mut dest, &[lead(1, "a"), lead(2, "b"), lead(1, "c")]);
+        assert_eq!(
+            (out.counts.inserted, out.counts.updated, out.unchanged),
+            (2, 1, 0)
+        );
+        let later = map_page(Table::Leads, &[lead(1, "c").as_str()], &ctx()).keys[0].hash;
+        let seen = dest.state().lookup(Table::Leads, &[1]).unwrap();
+        assert_eq!(seen[&1].hash, later);
+        // The same version twice: the second is unchanged, also against staged state.
+        let out = stage(&mut dest, &[lead(3, "d"), lead(3, "d"), lead(1, "c")]);
+        assert_eq!(
+            (out.counts.inserted, out.counts.updated, out.unchanged),
+            (1, 0, 2)
+        );
+        // A page without repeats compares with the state alone.
+        let out = stage(&mut dest, &[lead(4, "e"), lead(3, "x"), lead(2, "b")]);
+        assert_eq!(
+            (out.counts.inserted, out.counts.updated, out.unchanged),
+            (1, 1, 1)
+        );
+    }
 }
