@@ -71,10 +71,14 @@ pub struct StateStore {
     /// lookup: a first export, and the new leads of every later one, skip the query.
     id_bounds: RefCell<HashMap<i64, Option<(i64, i64)>>>,
     /// The order of ids in `_ctgo_seen`'s B-tree (`true`: descending), once read; and whether
-    /// it is settled (the state holds leads), or may still follow the first leads page.
+    /// this connection has settled it (see [`StateStore::seen_order`]).
     seen_desc: Option<bool>,
     seen_settled: bool,
 }
+
+/// Rows the dedup state may hold and still be rebuilt in the other id order (copying them
+/// takes milliseconds; see [`StateStore::seen_order`]).
+const REORDER_MAX_ROWS: i64 = 10_000;
 
 /// Rows per statement of [`StateStore::upsert_seen`] (7 parameters each).
 const UPSERT_CHUNK: usize = 64;
@@ -421,11 +425,11 @@ impl StateStore {
     }
 
     /// Whether `_ctgo_seen` keeps ids in descending order. A new store follows its first
-    /// leads page: an API that pages newest first (descending ids) gets a descending tree, so
-    /// every page's rows append at the tree's edge instead of going in below all the ids
-    /// already there, where SQLite splits and rebalances pages all the time (200k leads into
-    /// Parquet: 11 % less wall time). Settled once the state holds leads; a store of either
-    /// order reads and writes the same rows.
+    /// leads page that shows an order: an API that pages newest first (descending ids) gets a
+    /// descending tree, so every page's rows append at the tree's edge instead of going in
+    /// below all the ids already there, where SQLite splits and rebalances pages all the time
+    /// (200k leads into Parquet: 10 % less wall time). A store that holds more than
+    /// [`REORDER_MAX_ROWS`] rows keeps its order; either order reads and writes the same rows.
     fn seen_order(&mut self, table: Table, keys: &[RowKey]) -> rusqlite::Result<bool> {
         let desc = match self.seen_desc {
             Some(d) => d,
@@ -441,27 +445,37 @@ impl StateStore {
         if self.seen_settled || table != Table::Leads {
             return Ok(desc);
         }
-        self.seen_settled = true;
-        if self.id_bounds(Table::Leads)?.is_some() {
-            return Ok(desc);
-        }
         let (Some(first), Some(last)) = (keys.first(), keys.last()) else {
             return Ok(desc);
         };
-        let want = first.id > last.id;
-        if want != desc {
-            // No lead yet: rebuild the table in the other order, with the few rows of other
-            // tables it may hold, in the staging transaction (a rollback undoes it).
-            self.conn.execute_batch(&format!(
-                "{};
-                 INSERT INTO _ctgo_seen_new({cols}) SELECT {cols} FROM _ctgo_seen;
-                 DROP TABLE _ctgo_seen;
-                 ALTER TABLE _ctgo_seen_new RENAME TO _ctgo_seen;",
-                seen_table_sql("_ctgo_seen_new", want),
-                cols = "tbl, id, hash, stream_id, cursor_ms, finished, deleted, last_job",
-            ))?;
-            self.seen_desc = Some(want);
+        if first.id == last.id {
+            // One row (or one id): no order to follow yet.
+            return Ok(desc);
         }
+        self.seen_settled = true;
+        let want = first.id > last.id;
+        if want == desc {
+            return Ok(desc);
+        }
+        let rows: i64 = self.conn.query_row(
+            "SELECT count(*) FROM (SELECT 1 FROM _ctgo_seen LIMIT ?1)",
+            [REORDER_MAX_ROWS + 1],
+            |r| r.get(0),
+        )?;
+        if rows > REORDER_MAX_ROWS {
+            return Ok(desc);
+        }
+        // Rebuild the table in the other order, with the rows it holds, in the staging
+        // transaction (a rollback undoes it).
+        self.conn.execute_batch(&format!(
+            "{};
+             INSERT INTO _ctgo_seen_new({cols}) SELECT {cols} FROM _ctgo_seen;
+             DROP TABLE _ctgo_seen;
+             ALTER TABLE _ctgo_seen_new RENAME TO _ctgo_seen;",
+            seen_table_sql("_ctgo_seen_new", want),
+            cols = "tbl, id, hash, stream_id, cursor_ms, finished, deleted, last_job",
+        ))?;
+        self.seen_desc = Some(want);
         Ok(want)
     }
 
@@ -823,7 +837,7 @@ mod tests {
     }
 
     #[test]
-    fn the_first_leads_page_sets_the_order_of_the_state_and_nothing_else_does() {
+    fn the_first_leads_page_with_an_order_sets_the_order_of_the_state() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("s.db");
         let mut store = StateStore::open(&path).expect("open");
@@ -836,9 +850,12 @@ mod tests {
         store.rollback().expect("rollback");
         assert!(!seen_is_desc(&store));
         assert!(found(&store, Table::Leads, &[8, 9]).is_empty());
-        // Rows of another table first do not settle the order, and the rebuild keeps them.
+        // Rows of another table, and a page of one lead, leave it open; the rebuild keeps them.
         store
             .upsert_seen(Table::SyncRuns, &[key(7, 70), key(3, 30)], "j")
+            .expect("upsert");
+        store
+            .upsert_seen(Table::Leads, &[key(50, 9)], "j")
             .expect("upsert");
         assert!(!seen_is_desc(&store));
         store
@@ -846,7 +863,7 @@ mod tests {
             .expect("upsert");
         assert!(seen_is_desc(&store));
         assert_eq!(found(&store, Table::SyncRuns, &[3, 7]), [(3, 30), (7, 70)]);
-        // Later pages, in any order, go in as usual and never turn it back.
+        // Later pages, in any order, go in as usual and do not turn it back.
         store
             .upsert_seen(Table::Leads, &[key(1, 4), key(40, 5), key(20, 6)], "j")
             .expect("upsert");
@@ -856,28 +873,34 @@ mod tests {
         let mut store = StateStore::open(&path).expect("reopen");
         assert_eq!(
             found(&store, Table::Leads, &[1, 10, 20, 30, 40, 50]),
-            [(1, 4), (10, 3), (20, 6), (30, 1), (40, 5)]
+            [(1, 4), (10, 3), (20, 6), (30, 1), (40, 5), (50, 9)]
         );
         store
             .upsert_seen(Table::Leads, &[key(60, 7), key(70, 8)], "j")
             .expect("upsert");
-        assert!(seen_is_desc(&store));
-        // The known bounds follow rows staged in either order.
+        // A small store follows the order of its pages again in a later job...
+        assert!(!seen_is_desc(&store));
+        // ... and the known bounds follow rows staged in either order.
         assert_eq!(
             found(&store, Table::Leads, &[0, 1, 70, 71]),
             [(1, 4), (70, 8)]
         );
+        assert_eq!(found(&store, Table::SyncRuns, &[3, 7]), [(3, 30), (7, 70)]);
+        store.commit().expect("commit");
 
-        // An ascending first leads page keeps the ascending tree, for good.
-        let mut other = StateStore::open(&dir.path().join("t.db")).expect("open");
-        for page in [[key(1, 1), key(2, 2)], [key(9, 1), key(8, 2)]] {
-            other.upsert_seen(Table::Leads, &page, "j").expect("upsert");
-        }
-        assert!(!seen_is_desc(&other));
-        assert_eq!(
-            found(&other, Table::Leads, &[1, 2, 8, 9]),
-            [(1, 1), (2, 2), (8, 2), (9, 1)]
-        );
+        // A store beyond REORDER_MAX_ROWS keeps its order.
+        let big: Vec<RowKey> = (1..=REORDER_MAX_ROWS + 1).map(|id| key(id, 1)).collect();
+        store
+            .upsert_seen(Table::SyncRuns, &big, "j")
+            .expect("upsert");
+        store.commit().expect("commit");
+        drop(store);
+        let mut store = StateStore::open(&path).expect("reopen");
+        store
+            .upsert_seen(Table::Leads, &[key(90, 1), key(80, 2)], "j")
+            .expect("upsert");
+        assert!(!seen_is_desc(&store));
+        assert_eq!(found(&store, Table::Leads, &[80, 90]), [(80, 2), (90, 1)]);
     }
 
     #[test]
