@@ -83,12 +83,13 @@ const REORDER_MAX_ROWS: i64 = 10_000;
 /// Rows per statement of [`StateStore::upsert_seen`] (7 parameters each).
 const UPSERT_CHUNK: usize = 64;
 
+/// The columns of `_ctgo_seen`, in the order of [`seen_table_sql`].
+const SEEN_COLUMNS: &str = "tbl, id, hash, stream_id, cursor_ms, finished, deleted, last_job";
+
 /// `INSERT … VALUES (…), (…), … ON CONFLICT DO UPDATE` for `rows` rows. SQLite applies the
 /// rows in order, so of an id given twice the later version stays, as with one row each.
 fn upsert_sql(rows: usize) -> String {
-    let mut sql = String::from(
-        "INSERT INTO _ctgo_seen(tbl, id, hash, stream_id, cursor_ms, finished, deleted, last_job) VALUES ",
-    );
+    let mut sql = format!("INSERT INTO _ctgo_seen({SEEN_COLUMNS}) VALUES ");
     for r in 0..rows {
         let p = r * 7;
         if r > 0 {
@@ -390,14 +391,14 @@ impl StateStore {
         } else {
             order.sort_by_key(|k| k.id);
         }
-        // Many rows per statement: the per-statement work (bind, step, reset) is then paid
-        // once per chunk instead of once per row.
         let code = tbl_code(table);
         if let Some(b) = self.id_bounds.get_mut().get_mut(&code) {
             let (first, last) = (order[0].id, order[order.len() - 1].id);
             let (lo, hi) = (first.min(last), first.max(last));
             *b = Some(b.map_or((lo, hi), |(l, h)| (l.min(lo), h.max(hi))));
         }
+        // Many rows per statement: the per-statement work (bind, step, reset) is then paid
+        // once per chunk instead of once per row.
         for chunk in order.chunks(UPSERT_CHUNK) {
             // The statement cache is keyed by the SQL text: build the full chunk's text once.
             static FULL_CHUNK: std::sync::LazyLock<String> =
@@ -425,10 +426,10 @@ impl StateStore {
     }
 
     /// Whether `_ctgo_seen` keeps ids in descending order. A new store follows the first
-    /// leads page of a job that shows an order: an API that pages newest first (descending ids) gets a
-    /// descending tree, so every page's rows append at the tree's edge instead of going in
-    /// below all the ids already there, where SQLite splits and rebalances pages all the time
-    /// (200k leads into Parquet: 10 % less wall time). A store that holds more than
+    /// leads page of a job that shows an order: an API that pages newest first (descending
+    /// ids) gets a descending tree, so every page's rows append at the tree's edge instead of
+    /// going in below all the ids already there, where SQLite splits and rebalances pages all
+    /// the time (200k leads into Parquet: 10 % less wall time). A store that holds more than
     /// [`REORDER_MAX_ROWS`] rows keeps its order; either order reads and writes the same rows.
     fn seen_order(&mut self, table: Table, keys: &[RowKey]) -> rusqlite::Result<bool> {
         let desc = match self.seen_desc {
@@ -479,11 +480,10 @@ impl StateStore {
         // transaction (a rollback undoes it).
         self.conn.execute_batch(&format!(
             "{};
-             INSERT INTO _ctgo_seen_new({cols}) SELECT {cols} FROM _ctgo_seen;
+             INSERT INTO _ctgo_seen_new({SEEN_COLUMNS}) SELECT {SEEN_COLUMNS} FROM _ctgo_seen;
              DROP TABLE _ctgo_seen;
              ALTER TABLE _ctgo_seen_new RENAME TO _ctgo_seen;",
             seen_table_sql("_ctgo_seen_new", want),
-            cols = "tbl, id, hash, stream_id, cursor_ms, finished, deleted, last_job",
         ))?;
         self.seen_desc = Some(want);
         Ok(want)

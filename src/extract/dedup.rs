@@ -101,6 +101,7 @@ pub fn stage_mapped(
     let mut unchanged_ids = Vec::new();
     for key in &mapped.keys {
         out.max_cursor_ms = out.max_cursor_ms.max(key.cursor_ms);
+        // (An empty map answers `get` without hashing.)
         let prev = in_page.get(&key.id).or_else(|| seen.get(&key.id));
         let change = Seen::change_for(prev, key.hash);
         match change {
@@ -116,7 +117,6 @@ pub fn stage_mapped(
         if write {
             kept.push(*key);
         }
-        // (An empty map answers `get` without hashing.)
         if write && repeats {
             in_page.insert(
                 key.id,

@@ -478,10 +478,8 @@ impl JobRun<'_> {
                     changed = out.changed(),
                     "Fetched runs page."
                 );
-                if n == 0
+                if last_page(n, page.has_more, limit)
                     || stream.is_some()
-                    || page.has_more == Some(false)
-                    || (page.has_more.is_none() && n < limit as usize)
                     || repeats_recent(&mut recent, out.ids.iter().copied())
                 {
                     break;
@@ -722,7 +720,7 @@ async fn fetch_leads(
             );
             break;
         }
-        let end = n == 0 || has_more == Some(false) || (has_more.is_none() && n < limit as usize);
+        let end = last_page(n, has_more, limit);
         let too_many = max_pages.is_some_and(|m| pages >= m);
         if !end && !too_many {
             // The next page is needed anyway: ask now, while this one is handed on. After a
@@ -900,6 +898,12 @@ fn write_leads(
     }
     // The fetcher stopped without reaching the end: it reports why. Nothing more to stage.
     Ok(job)
+}
+
+/// Whether a page of `n` records, asked with `limit`, is the last: empty, `hasMore: false`, or
+/// short when the API does not say.
+fn last_page(n: usize, has_more: Option<bool>, limit: u32) -> bool {
+    n == 0 || has_more == Some(false) || (has_more.is_none() && n < limit as usize)
 }
 
 /// Whether a page with these ids (rejects aside) brings none that the last pages did not;
