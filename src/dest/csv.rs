@@ -237,7 +237,7 @@ impl CsvDest {
             p.file
                 .flush()
                 .map_err(DestError::io(format!("writing {}", path.display())))?;
-            files::sync_file(&p.file, &path)?;
+            files::sync_file(&p.file, &path, p.committed.is_none())?;
             ready.push(StagedFile {
                 table: *table,
                 staged: p.staged.clone(),

@@ -312,10 +312,16 @@ pub fn is_staged_name(name: &str) -> bool {
     name.starts_with('.') && STAGED_SUFFIXES.iter().any(|s| name.ends_with(s))
 }
 
-/// Flush a staged file to disk (step 1 of the protocol).
-pub fn sync_file(file: &File, path: &Path) -> Result<(), DestError> {
+/// Flush a staged file to disk (step 1 of the protocol). For a file whose name is not yet
+/// durable (`new_entry`: created since the last sync of its directory), the directory is
+/// synced too: the state store's record of the file is committed next, and after a power loss
+/// that record must not name a file the directory lost.
+pub fn sync_file(file: &File, path: &Path, new_entry: bool) -> Result<(), DestError> {
     file.sync_all()
         .map_err(DestError::io(format!("syncing {}", path.display())))?;
+    if new_entry && let Some(dir) = path.parent() {
+        sync_dir(dir)?;
+    }
     crate::fault::point("files.staged.synced");
     Ok(())
 }

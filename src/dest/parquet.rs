@@ -271,7 +271,7 @@ impl ParquetDest {
                 .finish()
                 .map_err(parquet_err(table.name()))
                 .and_then(|file| {
-                    files::sync_file(&file, &path)?;
+                    files::sync_file(&file, &path, true)?;
                     file.metadata()
                         .map(|m| m.len())
                         .map_err(DestError::io(format!("reading {}", path.display())))
@@ -437,7 +437,7 @@ impl Destination for ParquetDest {
                 .map_err(parquet_err(table.name()))?;
             w.write(&batch).map_err(parquet_err(table.name()))?;
             let file = w.into_inner().map_err(parquet_err(table.name()))?;
-            files::sync_file(&file, &path)?;
+            files::sync_file(&file, &path, true)?;
             file.metadata()
                 .map(|m| m.len())
                 .map_err(DestError::io(format!("reading {}", path.display())))
