@@ -1,52 +1,75 @@
-//! The test-only crash hook: abort the process at a named commit step.
+//! The test-only crash hooks: abort the process, or interrupt it, at a named commit step.
 //!
 //! Exactly-once is proven by killing the exporter at exact points of the commit protocol, not
 //! by luck in timing. Each step of a destination's commit calls [`point`] with a stable name;
 //! when the environment variable `CTGO_TEST_CRASH_AT` is `NAME` or `NAME:N`, the N-th time
 //! (default 1st) that point is reached the process kills itself with SIGKILL — no destructor,
-//! no flush, no unwinding, as a `kill -9` or a power cut would. Unset, a point costs one relaxed
-//! atomic load.
+//! no flush, no unwinding, as a `kill -9` or a power cut would. `CTGO_TEST_INTERRUPT_AT`, in
+//! the same form, sends the process a SIGINT there instead (a user's Ctrl-C at that step; the
+//! signal is handled as any other, so the job stops at its next commit point). Unset, a point
+//! costs one relaxed atomic load.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// The environment variable that arms the hook.
+/// The environment variable that arms the kill hook.
 pub const CRASH_ENV: &str = "CTGO_TEST_CRASH_AT";
+/// The environment variable that arms the interrupt hook.
+pub const INTERRUPT_ENV: &str = "CTGO_TEST_INTERRUPT_AT";
 
 struct Armed {
     name: String,
     nth: u64,
     hits: AtomicU64,
+    signal: &'static str,
 }
 
-fn armed() -> Option<&'static Armed> {
-    static ARMED: OnceLock<Option<Armed>> = OnceLock::new();
-    ARMED
-        .get_or_init(|| {
-            let spec = std::env::var(CRASH_ENV).ok()?;
-            let (name, nth) = match spec.rsplit_once(':') {
-                Some((name, n)) => (name.to_string(), n.parse().ok()?),
-                None => (spec, 1),
-            };
-            Some(Armed {
-                name,
-                nth,
-                hits: AtomicU64::new(0),
-            })
+impl Armed {
+    fn from_env(var: &str, signal: &'static str) -> Option<Armed> {
+        let spec = std::env::var(var).ok()?;
+        let (name, nth) = match spec.rsplit_once(':') {
+            Some((name, n)) => (name.to_string(), n.parse().ok()?),
+            None => (spec, 1),
+        };
+        Some(Armed {
+            name,
+            nth,
+            hits: AtomicU64::new(0),
+            signal,
         })
-        .as_ref()
+    }
 }
 
-/// A named step of a commit protocol. Kills the process here if the hook is armed for it.
+fn armed() -> &'static [Armed] {
+    static ARMED: OnceLock<Vec<Armed>> = OnceLock::new();
+    ARMED.get_or_init(|| {
+        [(CRASH_ENV, "KILL"), (INTERRUPT_ENV, "INT")]
+            .into_iter()
+            .filter_map(|(var, signal)| Armed::from_env(var, signal))
+            .collect()
+    })
+}
+
+/// A named step of a commit protocol. Kills (or interrupts) the process here if a hook is
+/// armed for it.
 pub fn point(name: &str) {
-    let Some(armed) = armed() else { return };
-    if armed.name != name {
-        return;
-    }
-    let hit = armed.hits.fetch_add(1, Ordering::Relaxed) + 1;
-    if hit == armed.nth {
-        eprintln!("ctgo-export: test crash hook: killed at {name} (hit {hit})");
-        kill_self();
+    for armed in armed() {
+        if armed.name != name {
+            continue;
+        }
+        let hit = armed.hits.fetch_add(1, Ordering::Relaxed) + 1;
+        if hit != armed.nth {
+            continue;
+        }
+        if armed.signal == "KILL" {
+            eprintln!("ctgo-export: test crash hook: killed at {name} (hit {hit})");
+            kill_self();
+        }
+        eprintln!("ctgo-export: test interrupt hook: SIGINT at {name} (hit {hit})");
+        let pid = std::process::id().to_string();
+        let _ = std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status();
     }
 }
 

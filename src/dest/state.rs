@@ -278,8 +278,9 @@ impl StateStore {
         // A staged change of the state's order is undone too.
         self.seen_desc = None;
         self.seen_settled = false;
-        if self.in_tx {
-            self.in_tx = false;
+        // Some errors (a full disk, an I/O error) make SQLite roll the transaction back by
+        // itself; a ROLLBACK then would only fail.
+        if std::mem::take(&mut self.in_tx) && !self.conn.is_autocommit() {
             self.conn.execute_batch("ROLLBACK")?;
         }
         Ok(())

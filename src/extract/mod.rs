@@ -17,7 +17,12 @@
 //!   the cursor per page would lose the older pages of a newest-first API: the classic cursor
 //!   boundary bug.)
 //! - pagination ends on `hasMore: false`, an empty page, a short page (when `hasMore` is not
-//!   given), or a page that brings no id the last pages did not (a server ignoring `offset`).
+//!   given), or a page that brings no id the last pages did not (a server ignoring `offset`,
+//!   or a page's worth of leads arriving at the front between two requests). That last stop
+//!   is a guess, not the end: the pages read are committed, but the cursor stays and the job
+//!   fails ([`StepError::Incomplete`]), since on a newest-first API the unread pages hold the
+//!   oldest leads, which a moved cursor would never ask for again. (So do a page served twice,
+//!   and more pages than `total` implies.)
 //!
 //! Pages go through three stages: the fetcher (an async task: HTTP, the envelope, the rate
 //! limit; two requests in flight once pages come back full), [`MAPPERS`] mapper threads (JSON
@@ -68,6 +73,13 @@ pub enum StepError {
     Dest(#[from] DestError),
     #[error("cancelled")]
     Cancelled,
+    /// Pagination stopped on a guess (a page served again, a page with no new id, more pages
+    /// than `total` implies), not at the end the API announced. Leads on pages never read may
+    /// be older than the cursor would become, so the cursor must stay.
+    #[error(
+        "{0}; the leads read so far are kept, but the cursor was not moved, so the next run reads this window again"
+    )]
+    Incomplete(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -186,31 +198,40 @@ pub async fn run_sync(cfg: JobConfig, cancel: Cancel) -> Result<JobOutcome, Dest
     let requests = client.stats().requests;
     let outcome = match result {
         Ok(()) => {
-            let mut job = job;
-            dest.commit(true)?;
-            let _ = job.transition(JobStatus::Completed, Utc::now());
-            dest.finish_job(&job)?;
-            JobOutcome {
-                job,
-                exit_code: exit::COMPLETED,
-                requests,
+            let mut done = job.clone();
+            let finished = dest.commit(true).and_then(|_| {
+                let _ = done.transition(JobStatus::Completed, Utc::now());
+                dest.finish_job(&done)
+            });
+            match finished {
+                Ok(()) => JobOutcome {
+                    job: done,
+                    exit_code: exit::COMPLETED,
+                    requests,
+                },
+                Err(e) => return finish_failed(dest, job, StepError::Dest(e), requests),
             }
         }
         Err(StepError::Cancelled) => {
-            let mut job = job;
-            // What was not committed is discarded; what was committed stays.
-            dest.rollback()?;
-            let _ = job.transition(JobStatus::Cancelling, Utc::now());
-            dest.state()
-                .save_job(&job)
-                .map_err(DestError::sql("recording the job"))?;
-            let _ = job.transition(JobStatus::Cancelled, Utc::now());
-            job.error = Some("cancelled by a signal (SIGINT/SIGTERM)".into());
-            dest.finish_job(&job)?;
-            JobOutcome {
-                job,
-                exit_code: exit::CANCELLED,
-                requests,
+            // What was not committed is discarded, with its counts; what was committed stays.
+            let cancelled = dest.rollback().and_then(|()| {
+                let mut job = committed_job(dest.as_mut(), &job)?;
+                let _ = job.transition(JobStatus::Cancelling, Utc::now());
+                dest.state()
+                    .save_job(&job)
+                    .map_err(DestError::sql("recording the job"))?;
+                let _ = job.transition(JobStatus::Cancelled, Utc::now());
+                job.error = Some("cancelled by a signal (SIGINT/SIGTERM)".into());
+                dest.finish_job(&job)?;
+                Ok(job)
+            });
+            match cancelled {
+                Ok(job) => JobOutcome {
+                    job,
+                    exit_code: exit::CANCELLED,
+                    requests,
+                },
+                Err(e) => return finish_failed(dest, job, StepError::Dest(e), requests),
             }
         }
         Err(e) => return finish_failed(dest, job, e, requests),
@@ -222,17 +243,41 @@ pub async fn run_sync(cfg: JobConfig, cancel: Cancel) -> Result<JobOutcome, Dest
     Ok(outcome)
 }
 
+/// The job as its last commit recorded it: its counts are those of the committed data (each
+/// commit saves the job in the same transaction). After a rollback, the in-memory counts
+/// include pages that were just discarded.
+fn committed_job(dest: &mut dyn Destination, job: &JobRecord) -> Result<JobRecord, DestError> {
+    Ok(dest
+        .state()
+        .job(&job.id)
+        .map_err(DestError::sql("reading the job back"))?
+        .unwrap_or_else(|| job.clone()))
+}
+
+/// End a job as FAILED and record it. Staged pages are committed when they are whole (rows and
+/// dedup state staged together, no cursor move: the API failed, or pagination stopped early);
+/// after a destination error they may not be, so they are rolled back with their counts.
 fn finish_failed(
     mut dest: Box<dyn Destination>,
-    mut job: JobRecord,
+    job: JobRecord,
     err: StepError,
     requests: u64,
 ) -> Result<JobOutcome, DestError> {
-    // Staged batches are consistent (rows + dedup state, no cursor move): keep them.
-    if let Err(e) = dest.commit(true) {
-        tracing::warn!(error = %e, "Could not commit the last batch of a failing job; discarding it.");
-        dest.rollback()?;
-    }
+    let kept = if matches!(err, StepError::Dest(_)) {
+        Err(None)
+    } else {
+        dest.commit(true).map_err(Some)
+    };
+    let mut job = match kept {
+        Ok(_) => job,
+        Err(e) => {
+            if let Some(e) = e {
+                tracing::warn!(error = %e, "Could not commit the last batch of a failing job; discarding it.");
+            }
+            dest.rollback()?;
+            committed_job(dest.as_mut(), &job)?
+        }
+    };
     let exit_code = match &err {
         StepError::Api(e) if e.is_refusal() => exit::REFUSED,
         _ => exit::FAILED,
@@ -242,12 +287,20 @@ fn finish_failed(
             StepError::Api(_) => "api",
             StepError::Dest(_) => "destination",
             StepError::Cancelled => "cancelled",
+            StepError::Incomplete(_) => "pagination",
             StepError::Internal(_) => "internal",
         },
         "refused": exit_code == exit::REFUSED,
     });
     let _ = job.fail(format!("{err:#}"), Some(details), Utc::now());
-    dest.finish_job(&job)?;
+    if let Err(e) = dest.finish_job(&job) {
+        // Still report the job (`--json` prints it); the next run marks it FAILED in the
+        // ledger ("interrupted"), as after a crash.
+        tracing::error!(error = %e, "Could not record the failed job in the destination.");
+        job.error = Some(format!(
+            "{err:#}; the job could not be recorded in the destination either: {e}"
+        ));
+    }
     Ok(JobOutcome {
         job,
         exit_code,
@@ -278,8 +331,9 @@ enum Msg {
         records: usize,
         total: Option<u64>,
     },
-    /// Pagination reached its end.
-    Done { pages: u64 },
+    /// Pagination ended: at the end the API announced, or (`early`, with the reason) on a
+    /// guess.
+    Done { pages: u64, early: Option<String> },
 }
 
 struct JobRun<'a> {
@@ -377,7 +431,7 @@ impl JobRun<'_> {
             raw_txs,
             self.cancel.clone(),
         ));
-        let job = self.job.clone();
+        let mut job = self.job.clone();
         let cancel = self.cancel.clone();
         let progress = self.progress.clone();
         let streams: Vec<i64> = stream.into_iter().collect();
@@ -385,7 +439,7 @@ impl JobRun<'_> {
             let r = write_leads(
                 dest.as_mut(),
                 rxs,
-                job,
+                &mut job,
                 ctx,
                 &scope,
                 cursor,
@@ -394,7 +448,7 @@ impl JobRun<'_> {
                 &cancel,
                 &progress,
             );
-            (dest, r)
+            (dest, job, r)
         });
         let fetched = fetch
             .await
@@ -403,13 +457,16 @@ impl JobRun<'_> {
             map.await
                 .map_err(|e| StepError::Internal(format!("page mapper: {e}")))?;
         }
-        let (dest, written) = write
+        let (dest, job, written) = write
             .await
             .map_err(|e| StepError::Internal(format!("page writer: {e}")))?;
         self.dest = Some(dest);
-        let job = written?;
+        // The counts of every page staged, also when the writer stopped early: a failing job
+        // commits what is staged, a cancelled one rolls it back and reads the counts back.
         self.job = job;
+        // The fetcher's error first: when it fails, the writer only sees the pages stop.
         fetched?;
+        written?;
         if self.cancel.is_cancelled() {
             return Err(StepError::Cancelled);
         }
@@ -442,6 +499,8 @@ impl JobRun<'_> {
             self.cfg.streams.iter().copied().map(Some).collect()
         };
         let limit = self.cfg.runs_page_size;
+        // Whether every page was read to the end the API announced.
+        let mut listed_all = true;
         for stream in scopes {
             let mut offset = 0u64;
             let mut recent: VecDeque<HashSet<i64>> = VecDeque::new();
@@ -478,10 +537,15 @@ impl JobRun<'_> {
                     changed = out.changed(),
                     "Fetched runs page."
                 );
-                if last_page(n, page.has_more, limit)
-                    || stream.is_some()
-                    || repeats_recent(&mut recent, out.ids.iter().copied())
-                {
+                if last_page(n, page.has_more, limit) || stream.is_some() {
+                    break;
+                }
+                if repeats_recent(&mut recent, out.ids.iter().copied()) {
+                    tracing::warn!(
+                        offset,
+                        "A runs page brought no run the previous pages did not (does the API ignore `offset`?); stopping."
+                    );
+                    listed_all = false;
                     break;
                 }
                 if !full && known && out.changed() == 0 && pending.is_empty() && out.newest_first()
@@ -496,7 +560,10 @@ impl JobRun<'_> {
         }
         // Deletions only when every run was listed: the per-stream endpoint shows only the
         // latest page of runs, so an older run missing from it is not gone.
-        if full && self.cfg.streams.is_empty() {
+        if full && self.cfg.streams.is_empty() && !listed_all {
+            tracing::warn!("Not every run was listed: no run is marked deleted.");
+        }
+        if full && self.cfg.streams.is_empty() && listed_all {
             let job_id = self.job.id.clone();
             let dest = self.dest.as_mut().expect("destination present");
             let deleted = mark_gone(dest.as_mut(), table, &job_id, &[])?;
@@ -661,9 +728,11 @@ impl Drop for Prefetch {
 /// A page as the fetcher hands it to the mapper.
 enum RawMsg {
     Page(crate::api::LeadsPage),
-    /// Pagination reached its end.
+    /// Pagination ended: at the end the API announced, or (`early`, with the reason) on a
+    /// guess.
     Done {
         pages: u64,
+        early: Option<String>,
     },
 }
 
@@ -683,6 +752,8 @@ async fn fetch_leads(
     let mut pages = 0u64;
     let mut max_pages: Option<u64> = None;
     let mut requests = Prefetch::new(client, q.clone());
+    // Why pagination stopped before the end the API announced, if it did.
+    let mut early: Option<String> = None;
     loop {
         if cancel.is_cancelled() {
             return Err(StepError::Cancelled);
@@ -707,6 +778,7 @@ async fn fetch_leads(
             max_pages = page.total.map(|t| 2 * t.div_ceil(limit as u64) + 10);
         }
         let has_more = page.has_more;
+        let page_total = page.total;
         tracing::debug!(
             offset = q.offset,
             rows = n,
@@ -714,10 +786,12 @@ async fn fetch_leads(
             "Fetched leads page."
         );
         if repeated {
-            tracing::warn!(
-                offset = q.offset,
-                "A leads page repeated the previous pages' records; stopping (does the API ignore offset?)."
-            );
+            // Not handed on: the end marker goes to the mapper this page would have gone to.
+            pages -= 1;
+            early = Some(format!(
+                "the API served the same leads page again at offset {} (it ignores `offset`, or a page's worth of leads arrived between two requests), so pagination stopped before the end",
+                q.offset
+            ));
             break;
         }
         let end = last_page(n, has_more, limit);
@@ -741,7 +815,10 @@ async fn fetch_leads(
             break;
         }
         if too_many {
-            tracing::warn!(pages, "More pages than the API's total implies; stopping.");
+            early = Some(format!(
+                "the API served {pages} pages of leads, more than its total ({}) implies, so pagination stopped before the end",
+                page_total.unwrap_or_default()
+            ));
             break;
         }
         q.offset += n as u64;
@@ -752,7 +829,7 @@ async fn fetch_leads(
     }
     // To the mapper whose turn is next, so the writer meets it in order.
     let _ = txs[pages as usize % txs.len()]
-        .send(RawMsg::Done { pages })
+        .send(RawMsg::Done { pages, early })
         .await;
     Ok(())
 }
@@ -781,7 +858,7 @@ fn map_leads_pages(
                     total: page.total,
                 }
             }
-            RawMsg::Done { pages } => Msg::Done { pages },
+            RawMsg::Done { pages, early } => Msg::Done { pages, early },
         };
         if clock.wait(|| tx.blocking_send(msg)).is_err() {
             // The writer stopped (cancel, error, or the end); it reports why.
@@ -792,13 +869,14 @@ fn map_leads_pages(
 }
 
 /// Stage the pages of one leads export; at its end, move the cursor and (full refresh) mark
-/// ids gone. Returns the job with its counts. Commits as the destination sees fit; the last
-/// commit is the caller's.
+/// ids gone. Adds the counts of every page it stages to `job`. Commits as the destination sees
+/// fit; the last commit is the caller's. When pagination stopped on a guess, it returns
+/// [`StepError::Incomplete`] with the pages staged and the cursor where it was.
 #[allow(clippy::too_many_arguments)]
 fn write_leads(
     dest: &mut dyn Destination,
     mut rxs: Vec<mpsc::Receiver<Msg>>,
-    mut job: JobRecord,
+    job: &mut JobRecord,
     ctx: MapContext,
     scope: &str,
     cursor: Option<i64>,
@@ -806,7 +884,7 @@ fn write_leads(
     streams: &[i64],
     cancel: &Cancel,
     progress: &ProgressBar,
-) -> Result<JobRecord, StepError> {
+) -> Result<(), StepError> {
     let table = Table::Leads;
     let mut max_cursor = cursor;
     let mut clock = StageClock::new("write");
@@ -824,10 +902,13 @@ fn write_leads(
             Msg::Page { mapped, .. }
                 if repeats_recent(&mut recent, mapped.keys.iter().map(|k| k.id)) =>
             {
-                tracing::warn!(
-                    "A leads page brought no id the previous pages did not; stopping (does the API ignore offset?)."
-                );
-                Msg::Done { pages }
+                Msg::Done {
+                    pages,
+                    early: Some(
+                        "a leads page brought no id the previous pages did not (the API ignores `offset`, or a page's worth of leads arrived between two requests), so pagination stopped before the end"
+                            .into(),
+                    ),
+                }
             }
             msg => msg,
         };
@@ -847,13 +928,22 @@ fn write_leads(
                 job.add_counts(table.name(), &out.counts);
                 if dest.commit_due() {
                     dest.state()
-                        .save_job(&job)
+                        .save_job(job)
                         .map_err(DestError::sql("recording job counts"))?;
                     dest.commit(false)?;
                 }
                 progress.inc(records as u64);
             }
-            Msg::Done { pages } => {
+            Msg::Done {
+                early: Some(why), ..
+            } => {
+                // The pages read are real leads, staged with their dedup state: the caller
+                // commits them. Neither the cursor nor (full refresh) deletions may follow
+                // from an export that did not see every page.
+                tracing::warn!(scope, pages, "{why}; the cursor stays where it was.");
+                return Err(StepError::Incomplete(why));
+            }
+            Msg::Done { pages, early: None } => {
                 // A record dated in the future (a clock or data error upstream) must not push
                 // the cursor past now: every later lead would fall before `since`.
                 let ceiling = ctx.extracted_at_ms + MAX_CURSOR_AHEAD_MS;
@@ -882,7 +972,7 @@ fn write_leads(
                     );
                 }
                 dest.state()
-                    .save_job(&job)
+                    .save_job(job)
                     .map_err(DestError::sql("recording job counts"))?;
                 crate::fault::point("leads.cursor.staged");
                 dest.commit(true)?;
@@ -892,12 +982,18 @@ fn write_leads(
                     cursor = max_cursor.map(dest::format_ms),
                     "Leads export complete; cursor committed."
                 );
-                return Ok(job);
+                return Ok(());
             }
         }
     }
-    // The fetcher stopped without reaching the end: it reports why. Nothing more to stage.
-    Ok(job)
+    // The mappers stopped before the end marker: cancelled, or the fetcher failed (it reports
+    // why, and its error comes first). Never a completed export: the cursor stays.
+    if cancel.is_cancelled() {
+        return Err(StepError::Cancelled);
+    }
+    Err(StepError::Internal(
+        "the leads pages ended without their end marker".into(),
+    ))
 }
 
 /// Whether a page of `n` records, asked with `limit`, is the last: empty, `hasMore: false`, or

@@ -72,6 +72,7 @@ pub fn command() -> Command {
         "CTGO_SINCE",
         "CTGO_REQUESTS_PER_MINUTE",
         "CTGO_TEST_CRASH_AT",
+        "CTGO_TEST_INTERRUPT_AT",
         "RUST_LOG",
     ] {
         c.env_remove(var);

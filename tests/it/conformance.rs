@@ -1410,6 +1410,69 @@ fn kill_9_between_write_and_commit_loses_and_duplicates_nothing(d: Dest) {
     }
 }
 
+/// A SIGINT at the N-th staged page: the job ends CANCELLED, what it committed stays, and its
+/// counts in the ledger are those of what it committed (not of pages rolled back, not of the
+/// ledger as it was before the pages it did commit), so the ledger keeps adding up to the rows.
+fn an_interrupt_keeps_the_ledger_in_step_with_the_data(d: Dest) {
+    let Some(mut t) = Target::new(d) else { return };
+    let sim = sim_with(|c| {
+        c.leads = 500;
+        c.malformed_every = Some(97);
+    });
+    let write_point = format!("{}.write.after", d.scheme());
+    let mut checks: Vec<(String, PathBuf, Expected, Mode)> = Vec::new();
+    let mut cancelled = 0;
+    t.sync(&sim, PAGE);
+    for (round, nth) in [1u32, 2, 3].into_iter().enumerate() {
+        churn(&sim, round);
+        let spec = format!("{write_point}:{nth}");
+        let mut cmd = t.cmd(&sim, PAGE);
+        cmd.env("CTGO_TEST_INTERRUPT_AT", &spec);
+        let run = Run::from_output(cmd.output().expect("run ctgo-export"));
+        match run.code {
+            130 => {
+                cancelled += 1;
+                let job = run.job();
+                assert_eq!(job["status"], "CANCELLED", "{d:?} {spec}: {job}");
+                if d == Dest::Sqlite {
+                    // Each page commits with its counts: the job counts what it committed.
+                    let id = job["id"].as_str().unwrap().replace('\'', "''");
+                    let rows = query_i64(
+                        &t.location(),
+                        &format!("SELECT count(*) FROM leads WHERE _job_id = '{id}'"),
+                    );
+                    let (ins, upd, _, _) = leads_counts(&job);
+                    assert_eq!(ins + upd, rows as u64, "{d:?} {spec}: {job}");
+                }
+            }
+            // The job reached its end before the signal was handled.
+            0 => {}
+            code => panic!("{d:?} {spec}: exit status {code}: {}", run.stderr),
+        }
+        recover_and_snapshot(&mut t, &sim, d, spec, &mut checks);
+    }
+    assert!(
+        cancelled >= 2,
+        "{d:?}: only {cancelled} runs were cancelled"
+    );
+    let dirs: Vec<PathBuf> = checks.iter().map(|c| c.1.clone()).collect();
+    let found = t.read_many(&dirs);
+    let failed: Vec<String> = checks
+        .iter()
+        .zip(&found)
+        .filter_map(|((label, _, exp, mode), f)| {
+            let bad = violations(f, exp, d, *mode);
+            (!bad.is_empty())
+                .then(|| format!("{label} ({mode:?}):\n    - {}", bad.join("\n    - ")))
+        })
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{d:?}: after interrupts:\n  {}",
+        failed.join("\n  ")
+    );
+}
+
 /// Kill at the N-th `fsync`/`fdatasync`, or the N-th `rename`, with strace's fault injection:
 /// the syscalls the commit protocols are made of, whatever the code path around them.
 fn kill_at_the_nth_fsync_or_rename_with_strace(d: Dest) {
@@ -1465,6 +1528,71 @@ fn kill_at_the_nth_fsync_or_rename_with_strace(d: Dest) {
     assert!(failed.is_empty(), "{d:?}:\n  {}", failed.join("\n  "));
     eprintln!("{d:?}: strace killed {kills} of {round} runs");
     assert!(kills >= 5, "{d:?}: only {kills} runs were killed");
+}
+
+/// A full disk at the N-th `pwrite` (SQLite's writes: the SQLite destination, and the state
+/// store of the file destinations), injected with strace: the job fails with a clear message
+/// and exit 1, nothing half-staged is committed, and the next run completes the set exactly.
+fn a_full_disk_fails_the_job_and_loses_nothing(d: Dest) {
+    let Some(mut t) = Target::new(d) else { return };
+    if !have_strace() {
+        return;
+    }
+    let sim = sim_with(|c| c.leads = 500);
+    t.sync(&sim, PAGE);
+    let mut checks: Vec<(String, PathBuf, Expected, Mode)> = Vec::new();
+    let mut failed_jobs = 0;
+    for (round, n) in [1u32, 10, 12, 14, 17, 20, 25, 30, 40]
+        .into_iter()
+        .enumerate()
+    {
+        churn(&sim, round);
+        let inner = t.cmd(&sim, PAGE);
+        let mut cmd = std::process::Command::new("strace");
+        cmd.args(["-f", "-qq", "-o", "/dev/null", "-e", "trace=pwrite64"])
+            .arg("-e")
+            .arg(format!("inject=pwrite64:error=ENOSPC:when={n}"))
+            .arg(inner.get_program())
+            .args(inner.get_args());
+        for (k, v) in inner.get_envs() {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        let run = Run::from_output(cmd.output().expect("run strace"));
+        match run.code {
+            0 => {}
+            1 => {
+                assert!(
+                    run.stderr.contains("disk"),
+                    "{d:?} ENOSPC at pwrite #{n}: {}",
+                    run.stderr
+                );
+                if !run.stdout.trim().is_empty() {
+                    let job = run.job();
+                    assert_eq!(job["status"], "FAILED", "{d:?} pwrite #{n}: {job}");
+                    failed_jobs += 1;
+                }
+            }
+            code => panic!("{d:?} ENOSPC at pwrite #{n}: exit {code}: {}", run.stderr),
+        }
+        let label = format!("ENOSPC at pwrite #{n}");
+        recover_and_snapshot(&mut t, &sim, d, label, &mut checks);
+    }
+    let dirs: Vec<PathBuf> = checks.iter().map(|c| c.1.clone()).collect();
+    let found = t.read_many(&dirs);
+    let failed: Vec<String> = checks
+        .iter()
+        .zip(&found)
+        .filter_map(|((label, _, exp, mode), f)| {
+            let bad = violations(f, exp, d, *mode);
+            (!bad.is_empty()).then(|| format!("{label}:\n    - {}", bad.join("\n    - ")))
+        })
+        .collect();
+    assert!(failed.is_empty(), "{d:?}:\n  {}", failed.join("\n  "));
+    eprintln!("{d:?}: {failed_jobs} of 9 jobs failed on a full disk");
+    assert!(failed_jobs >= 4, "{d:?}: only {failed_jobs} jobs failed");
 }
 
 /// Regression: the job a crash interrupted must reach the destination's `export_jobs` even when
@@ -1764,4 +1892,6 @@ conformance!(
     the_invariant_catches_lost_duplicated_and_half_written_rows,
     a_crash_during_recovery_keeps_the_job_ledger_whole,
     kill_at_the_nth_fsync_or_rename_with_strace,
+    an_interrupt_keeps_the_ledger_in_step_with_the_data,
+    a_full_disk_fails_the_job_and_loses_nothing,
 );

@@ -92,16 +92,68 @@ fn leads_arriving_between_pages_are_exported_exactly_once() {
 }
 
 #[test]
-fn a_server_that_ignores_offset_does_not_loop() {
+fn a_server_that_ignores_offset_does_not_loop_and_moves_no_cursor() {
     let sim = sim_with(|c| {
         c.leads = 700;
         c.ignore_offset = true;
     });
     let t = TestDir::new();
-    let (dest, _) = t.sqlite();
-    let run = sync(&sim, &dest, &["--page-size", "100"]);
-    run.assert_code(0);
+    let (dest, path) = t.sqlite();
+    let args = ["--page-size", "100", "--tables", "leads"];
+    let run = sync(&sim, &dest, &args);
+    run.assert_code(1);
     assert!(sim.requests().leads <= 3, "{:?}", sim.requests());
+    let job = run.job();
+    assert_eq!(job["status"], "FAILED", "{job}");
+    assert_eq!(job["error_details"]["kind"], "pagination", "{job}");
+    assert!(
+        job["error"]
+            .as_str()
+            .unwrap()
+            .contains("cursor was not moved"),
+        "{job}"
+    );
+    // The one page read is kept and counted, and the cursor did not move.
+    assert_eq!(query_i64(&path, "SELECT count(*) FROM leads"), 100);
+    assert_eq!(leads_counts(&job).0, 100, "{job}");
+    assert_eq!(query_i64(&path, "SELECT count(*) FROM _ctgo_cursor"), 0);
+
+    // Once the API pages properly, the next run brings the rest, each lead once.
+    sim.update(|c| c.ignore_offset = false);
+    let job = sync_ok(&sim, &dest, &args);
+    assert_eq!(leads_counts(&job).0, 600, "{job}");
+    assert_eq!(sqlite_lead_ids(&path), expected_ids(&sim));
+}
+
+#[test]
+fn a_page_of_arrivals_between_two_requests_loses_no_older_lead() {
+    // Newest first, and a page's worth of leads arrives at the front after the first page: the
+    // second page is the first one again, so pagination must stop. Moving the cursor to the
+    // newest lead seen would leave the 900 older leads behind it for good.
+    let sim = sim_with(|c| {
+        c.leads = 1_000;
+        c.ordering = Ordering::NewestFirst;
+        c.arrivals_between_pages = 100;
+    });
+    let t = TestDir::new();
+    let (dest, path) = t.sqlite();
+    let args = ["--page-size", "100", "--tables", "leads"];
+    let run = sync(&sim, &dest, &args);
+    run.assert_code(1);
+    let first = run.job();
+    assert_eq!(first["status"], "FAILED", "{first}");
+    assert_eq!(query_i64(&path, "SELECT count(*) FROM _ctgo_cursor"), 0);
+    let kept = query_i64(&path, "SELECT count(*) FROM leads");
+    assert_eq!(leads_counts(&first).0, kept as u64, "{first}");
+
+    sim.update(|c| c.arrivals_between_pages = 0);
+    let second = sync_ok(&sim, &dest, &args);
+    assert_eq!(sqlite_lead_ids(&path), expected_ids(&sim));
+    assert_eq!(
+        leads_counts(&first).0 + leads_counts(&second).0,
+        expected_ids(&sim).len() as u64,
+        "every lead counted once over the two jobs"
+    );
 }
 
 #[test]
