@@ -180,6 +180,7 @@ pub async fn run_sync(cfg: JobConfig, cancel: Cancel) -> Result<JobOutcome, Dest
         job,
         dest: Some(dest),
         progress: progress_bar(&cfg),
+        clock: ExtractClock::default(),
     };
     let result = run.run_tables().await;
     let JobRun {
@@ -343,6 +344,29 @@ struct JobRun<'a> {
     job: JobRecord,
     dest: Option<Box<dyn Destination>>,
     progress: ProgressBar,
+    clock: ExtractClock,
+}
+
+/// The `_extracted_at` of each page: the time it was fetched, strictly later than the page
+/// before it in the job (a later millisecond if need be). So when one job meets a record twice
+/// with different content (offsets shifting while it changes), the later version has the
+/// greater `_extracted_at`, which is how a files destination's reader picks the latest.
+#[derive(Clone, Default)]
+struct ExtractClock(Arc<std::sync::atomic::AtomicI64>);
+
+impl ExtractClock {
+    fn stamp(&self) -> i64 {
+        self.stamp_at(Utc::now().timestamp_millis())
+    }
+
+    fn stamp_at(&self, now_ms: i64) -> i64 {
+        use std::sync::atomic::Ordering::Relaxed;
+        let prev = self
+            .0
+            .fetch_update(Relaxed, Relaxed, |last| Some(now_ms.max(last + 1)))
+            .unwrap_or_else(|last| last);
+        now_ms.max(prev + 1)
+    }
 }
 
 impl JobRun<'_> {
@@ -367,7 +391,7 @@ impl JobRun<'_> {
 
     fn map_ctx(&self) -> MapContext {
         MapContext {
-            extracted_at_ms: Utc::now().timestamp_millis(),
+            extracted_at_ms: self.clock.stamp(),
             job_id: self.job.id.clone(),
         }
     }
@@ -430,6 +454,7 @@ impl JobRun<'_> {
             },
             raw_txs,
             self.cancel.clone(),
+            self.clock.clone(),
         ));
         let mut job = self.job.clone();
         let cancel = self.cancel.clone();
@@ -727,13 +752,14 @@ impl Drop for Prefetch {
 
 /// A page as the fetcher hands it to the mapper.
 enum RawMsg {
-    Page(crate::api::LeadsPage),
+    /// A page, with its `_extracted_at` ([`ExtractClock`]).
+    Page {
+        page: crate::api::LeadsPage,
+        extracted_at_ms: i64,
+    },
     /// Pagination ended: at the end the API announced, or (`early`, with the reason) on a
     /// guess.
-    Done {
-        pages: u64,
-        early: Option<String>,
-    },
+    Done { pages: u64, early: Option<String> },
 }
 
 /// Fetch the pages of one leads export and hand them to the mapper. Only HTTP and the
@@ -743,6 +769,7 @@ async fn fetch_leads(
     mut q: LeadsQuery,
     txs: Vec<mpsc::Sender<RawMsg>>,
     cancel: Cancel,
+    extract_clock: ExtractClock,
 ) -> Result<(), StepError> {
     // The first and last records of the last pages: a server that ignores `offset` serves the
     // same page again, and is noticed here before more requests go out. (The writer also
@@ -807,7 +834,15 @@ async fn fetch_leads(
             }
         }
         let tx = &txs[(pages - 1) as usize % txs.len()];
-        if clock.wait_for(tx.send(RawMsg::Page(page))).await.is_err() {
+        let extracted_at_ms = extract_clock.stamp();
+        if clock
+            .wait_for(tx.send(RawMsg::Page {
+                page,
+                extracted_at_ms,
+            }))
+            .await
+            .is_err()
+        {
             // The mapper or writer stopped (cancel, error, or a page with no new id).
             return Ok(());
         }
@@ -849,8 +884,15 @@ fn map_leads_pages(
             return;
         }
         let msg = match msg {
-            RawMsg::Page(page) => {
+            RawMsg::Page {
+                page,
+                extracted_at_ms,
+            } => {
                 let texts: Vec<&str> = page.records.iter().collect();
+                let ctx = MapContext {
+                    extracted_at_ms,
+                    ..ctx.clone()
+                };
                 let mapped = dedup::map_page(Table::Leads, &texts, &ctx);
                 Msg::Page {
                     mapped,
@@ -1019,6 +1061,19 @@ fn repeats_recent(recent: &mut VecDeque<HashSet<i64>>, ids: impl IntoIterator<It
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extraction_stamps_increase_strictly_even_when_the_clock_does_not() {
+        let clock = ExtractClock::default();
+        let a = clock.stamp_at(1_000);
+        let b = clock.stamp_at(1_000);
+        let c = clock.stamp_at(990);
+        let d = clock.stamp_at(2_000);
+        assert_eq!((a, b, c, d), (1_000, 1_001, 1_002, 2_000));
+        // Shared by the fetcher and the runs loop of one job.
+        let other = clock.clone();
+        assert_eq!(other.stamp_at(2_000), 2_001);
+    }
 
     #[test]
     fn since_reads_back_the_lookback_and_one_more_second() {
