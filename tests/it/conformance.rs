@@ -1410,6 +1410,79 @@ fn kill_9_between_write_and_commit_loses_and_duplicates_nothing(d: Dest) {
     }
 }
 
+/// Kills during a full refresh, at its steps (a page staged, the tombstones staged with the
+/// cursor, each state commit): after the run that recovers, each gone lead is marked deleted
+/// exactly once (files: one data row and one tombstone), its data kept, and the ledger counts
+/// each deletion once.
+fn a_kill_during_a_full_refresh_marks_each_gone_lead_once(d: Dest) {
+    let write_point = format!("{}.write.after", d.scheme());
+    let mut killed = 0;
+    for spec in [
+        "leads.cursor.staged:1".to_string(),
+        format!("{write_point}:1"),
+        "state.commit.before:1".to_string(),
+        "state.commit.after:1".to_string(),
+        "state.commit.after:3".to_string(),
+    ] {
+        // Each from the start: the gone leads not yet marked.
+        let Some(t) = Target::new(d) else { return };
+        let sim = sim(300);
+        t.sync(&sim, PAGE);
+        let gone: Vec<i64> = expected(&sim)
+            .leads
+            .keys()
+            .copied()
+            .skip(5)
+            .step_by(50)
+            .collect();
+        sim.remove_leads(&gone);
+        let full = ["--page-size", "100", "--full-refresh"];
+        let mut cmd = t.cmd(&sim, &full);
+        cmd.env("CTGO_TEST_CRASH_AT", &spec);
+        let run = Run::from_output(cmd.output().expect("run ctgo-export"));
+        match run.code {
+            137 => killed += 1,
+            0 => {}
+            code => panic!("{d:?} {spec}: exit {code}: {}", run.stderr),
+        }
+        let job = t.sync(&sim, &full);
+        let mut exp = expected(&sim);
+        exp.deleted = gone.iter().copied().collect();
+        let found = t.read();
+        verify(
+            &found,
+            &exp,
+            d,
+            Mode::Complete,
+            &format!("full refresh killed at {spec}"),
+        );
+        let all = versions(&found.leads);
+        for id in &gone {
+            let v = &all[id];
+            let tombstones = v.iter().filter(|r| is_deleted(r)).count();
+            assert_eq!(
+                tombstones, 1,
+                "{d:?} {spec}: lead {id}: {tombstones} tombstones"
+            );
+            if d.files() {
+                assert_eq!(v.len(), 2, "{d:?} {spec}: lead {id}: {} versions", v.len());
+            }
+        }
+        let deleted: u64 = found
+            .jobs
+            .iter()
+            .filter_map(|j| j.get("entities_deleted").and_then(Value::as_u64))
+            .sum();
+        assert_eq!(
+            deleted,
+            gone.len() as u64,
+            "{d:?} {spec}: the ledger's deletions; last job {job}"
+        );
+    }
+    eprintln!("{d:?}: {killed} of 5 full refreshes killed");
+    assert!(killed >= 3, "{d:?}: only {killed} runs were killed");
+}
+
 /// A SIGINT at the N-th staged page: the job ends CANCELLED, what it committed stays, and its
 /// counts in the ledger are those of what it committed (not of pages rolled back, not of the
 /// ledger as it was before the pages it did commit), so the ledger keeps adding up to the rows.
@@ -1894,4 +1967,5 @@ conformance!(
     kill_at_the_nth_fsync_or_rename_with_strace,
     an_interrupt_keeps_the_ledger_in_step_with_the_data,
     a_full_disk_fails_the_job_and_loses_nothing,
+    a_kill_during_a_full_refresh_marks_each_gone_lead_once,
 );
