@@ -198,7 +198,8 @@ pub struct SimConfig {
     pub streams: u32,
     /// *Start only.* Runs per stream.
     pub runs_per_stream: u32,
-    /// `None`: any well-formed key (`ctgo_` + 40 of `[A-Za-z0-9_]`); `Some`: only this one.
+    /// `None`: any well-formed key (`ctgo_` + 40 more visible ASCII characters); `Some`: only
+    /// this one.
     pub key: Option<String>,
     /// Requests per sliding 60 s window per key; `None` = no limit and no rate-limit headers.
     /// When set, every answer to a request with an accepted key carries `X-RateLimit-Limit`
@@ -504,7 +505,9 @@ impl SimulateArgs {
         if let Some(k) = &self.key
             && !server::well_formed_key(k)
         {
-            anyhow::bail!("--key must be `ctgo_` followed by 40 letters, digits or underscores");
+            anyhow::bail!(
+                "--key must be `ctgo_` followed by 40 more visible ASCII characters (no spaces)"
+            );
         }
         let mut cfg = SimConfig::new(self.leads, self.seed);
         cfg.key = self.key.clone();

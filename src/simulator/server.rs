@@ -31,11 +31,11 @@ use super::{
     MAX_RUNS_LIMIT, Ordering, RATE_WINDOW_SECS, SLOW_FAULT_MS, SimConfig, SimStats, SinceBoundary,
 };
 
-/// True for `ctgo_` followed by 40 of `[A-Za-z0-9_]` (45 characters in all).
+/// What the contract documents of a key, and no more: it starts with `ctgo_` and has 45
+/// characters. Visible ASCII only, as anything else cannot be a header value's token (and the
+/// client refuses it too).
 pub(crate) fn well_formed_key(k: &str) -> bool {
-    k.len() == 45
-        && k.starts_with("ctgo_")
-        && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    k.len() == 45 && k.starts_with("ctgo_") && k.bytes().all(|b| b.is_ascii_graphic())
 }
 
 pub(crate) struct Shared {

@@ -748,6 +748,53 @@ fn simulate_args_parse() {
     assert!(server::well_formed_key(KEY));
 }
 
+#[test]
+fn keys_are_checked_as_the_contract_documents_them() {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: SimulateArgs,
+    }
+    // Prefix and length are all the contract fixes: any visible ASCII after the prefix is a key.
+    for good in [
+        KEY,
+        "ctgo_with-dash.and~tilde000000000000000000000",
+        "ctgo_!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~01234567",
+    ] {
+        assert_eq!(good.len(), 45, "{good}");
+        assert!(server::well_formed_key(good), "{good}");
+    }
+    for bad in [
+        "ctgo_short",
+        "xtgo_test_key_0000000000000000000000000000000",
+        "ctgo_test_key_00000000000000000000000000000000",
+        "ctgo_test key_0000000000000000000000000000000",
+        "ctgo_test\tkey_0000000000000000000000000000000",
+        "ctgo_test_key_00000000000000000000000000000é",
+    ] {
+        assert!(!server::well_formed_key(bad), "{bad:?}");
+    }
+    let cli = Cli::try_parse_from([
+        "x",
+        "--key",
+        "ctgo_with-dash.and~tilde000000000000000000000",
+    ])
+    .expect("parse");
+    assert!(
+        cli.args.to_config().is_ok(),
+        "a key with a dash is accepted"
+    );
+    let cli = Cli::try_parse_from([
+        "x",
+        "--key",
+        "ctgo_with space000000000000000000000000000000",
+    ])
+    .expect("parse");
+    let err = cli.args.to_config().expect_err("a space is refused");
+    assert!(err.to_string().contains("visible ASCII"), "{err}");
+}
+
 /// Not an assertion: how fast 100k leads are served in 500-lead pages.
 #[tokio::test]
 async fn timing_100k_leads_in_500_lead_pages() {
