@@ -57,11 +57,17 @@ pub struct SyncArgs {
     #[arg(long, env = "CTGO_SINCE", value_name = "ISO8601")]
     pub since: Option<String>,
     /// Re-read everything and mark ids the API no longer returns as deleted.
-    #[arg(long)]
+    #[arg(long, overrides_with = "no_full_refresh")]
     pub full_refresh: bool,
+    /// An incremental run, even if the config file sets full_refresh = true.
+    #[arg(long, overrides_with = "full_refresh")]
+    pub no_full_refresh: bool,
     /// Print the job record as one JSON object on stdout.
-    #[arg(long)]
+    #[arg(long, overrides_with = "no_json")]
     pub json: bool,
+    /// No JSON on stdout, even if the config file sets json = true.
+    #[arg(long, overrides_with = "json")]
+    pub no_json: bool,
     /// Read the API key from this file (instead of CTGO_API_KEY).
     #[arg(long, value_name = "PATH")]
     pub api_key_file: Option<PathBuf>,
@@ -74,15 +80,25 @@ pub struct SyncArgs {
     /// Retries of a transient API fault (5xx, timeout, dropped connection) before the job fails.
     #[arg(long, env = "CTGO_MAX_RETRIES", value_name = "N")]
     pub max_retries: Option<u32>,
+    /// How long one API request may take before it counts as a transient fault (and is
+    /// retried), e.g. 60s, 2m, 500ms.
+    #[arg(long, env = "CTGO_TIMEOUT", value_name = "DURATION")]
+    pub timeout: Option<String>,
     /// Write a UTF-8 byte order mark at the start of CSV files (for Excel).
-    #[arg(long)]
+    #[arg(long, overrides_with = "no_csv_bom")]
     pub csv_bom: bool,
+    /// No byte order mark, even if the config file sets csv_bom = true.
+    #[arg(long, overrides_with = "csv_bom")]
+    pub no_csv_bom: bool,
     /// Leads per page (1..=500).
     #[arg(long, value_name = "N", hide = true)]
     pub page_size: Option<u32>,
     /// Do not show a progress bar even on a terminal.
-    #[arg(long)]
+    #[arg(long, overrides_with = "progress")]
     pub no_progress: bool,
+    /// Show the progress bar on a terminal, even if the config file sets no_progress = true.
+    #[arg(long, overrides_with = "no_progress")]
+    pub progress: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -110,6 +126,9 @@ pub struct CheckArgs {
     /// Print /me as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// How long one API request may take before it counts as a transient fault, e.g. 30s.
+    #[arg(long, env = "CTGO_TIMEOUT", value_name = "DURATION")]
+    pub timeout: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -3,6 +3,8 @@
 //! Precedence, highest first: command-line flags, environment variables (`CTGO_*`), the TOML
 //! file (`--config` / `CTGO_CONFIG`), then the named defaults below. clap already folds flags
 //! and environment together (a flag wins), so this module only has to fall back to the file.
+//! A yes/no setting has a flag each way (`--json` / `--no-json`, the last one given wins), so
+//! a flag can turn off what the file turns on, and the other way round.
 //! Everything with side effects sees only [`JobConfig`]: parsed URL, destination enum, durations.
 
 use std::path::{Path, PathBuf};
@@ -52,6 +54,8 @@ pub enum ConfigError {
     BadTables(String),
     #[error("bad --lookback {0:?}: use a duration such as 15m, 1h or 90s")]
     BadLookback(String),
+    #[error("bad --timeout {0:?}: use a duration above zero such as 60s, 2m or 500ms")]
+    BadTimeout(String),
     #[error("bad --since {0:?}: use an ISO 8601 timestamp such as 2026-06-01T00:00:00Z")]
     BadSince(String),
     #[error("bad page size {0}: use 1 to 500")]
@@ -135,8 +139,11 @@ pub struct FileConfig {
     pub json: Option<bool>,
     pub requests_per_minute: Option<u32>,
     pub max_retries: Option<u32>,
+    pub timeout: Option<String>,
     pub csv_bom: Option<bool>,
     pub page_size: Option<u32>,
+    /// Named after its flag, `--no-progress`, as every key is.
+    pub no_progress: Option<bool>,
 }
 
 impl FileConfig {
@@ -212,6 +219,7 @@ impl JobConfig {
             Some(s) => Some(parse_since(&s).ok_or(ConfigError::BadSince(s))?),
             None => None,
         };
+        let timeout = resolve_timeout(args.timeout.clone().or(file.timeout))?;
         let page_size = args
             .page_size
             .or(file.page_size)
@@ -227,21 +235,29 @@ impl JobConfig {
             tables,
             lookback,
             since,
-            full_refresh: args.full_refresh || file.full_refresh.unwrap_or(false),
-            json: args.json || file.json.unwrap_or(false),
+            full_refresh: switch(args.full_refresh, args.no_full_refresh)
+                .or(file.full_refresh)
+                .unwrap_or(false),
+            json: switch(args.json, args.no_json)
+                .or(file.json)
+                .unwrap_or(false),
             requests_per_minute: args
                 .requests_per_minute
                 .or(file.requests_per_minute)
                 .unwrap_or(api::DEFAULT_REQUESTS_PER_MINUTE),
-            csv_bom: args.csv_bom || file.csv_bom.unwrap_or(false),
+            csv_bom: switch(args.csv_bom, args.no_csv_bom)
+                .or(file.csv_bom)
+                .unwrap_or(false),
             page_size,
             runs_page_size: DEFAULT_RUNS_PAGE_SIZE,
-            progress: !args.no_progress,
+            progress: switch(args.progress, args.no_progress)
+                .or(file.no_progress.map(|off| !off))
+                .unwrap_or(true),
             max_retries: args
                 .max_retries
                 .or(file.max_retries)
                 .unwrap_or(api::DEFAULT_MAX_RETRIES),
-            timeout: api::DEFAULT_TIMEOUT,
+            timeout,
         })
     }
 
@@ -259,6 +275,26 @@ impl JobConfig {
 pub fn resolve_base_url(given: Option<String>) -> Result<reqwest::Url, ConfigError> {
     let url = given.unwrap_or_else(|| api::DEFAULT_BASE_URL.to_string());
     api::parse_base_url(&url).map_err(|reason| ConfigError::BadBaseUrl { url, reason })
+}
+
+/// The request timeout: given (a duration above zero), or [`api::DEFAULT_TIMEOUT`].
+pub fn resolve_timeout(given: Option<String>) -> Result<Duration, ConfigError> {
+    match given {
+        Some(s) => parse_duration(&s)
+            .filter(|d| !d.is_zero())
+            .ok_or(ConfigError::BadTimeout(s)),
+        None => Ok(api::DEFAULT_TIMEOUT),
+    }
+}
+
+/// A `--x` / `--no-x` flag pair as one setting: `None` when neither was given. clap keeps only
+/// the last of the two (`overrides_with`), so at most one is set.
+fn switch(on: bool, off: bool) -> Option<bool> {
+    match (on, off) {
+        (true, _) => Some(true),
+        (false, true) => Some(false),
+        (false, false) => None,
+    }
 }
 
 /// The key: `--api-key-file` (flag) over `CTGO_API_KEY` over `api_key_file` (config file).
@@ -395,10 +431,271 @@ mod tests {
 
     #[test]
     fn the_sample_config_file_is_valid() {
-        let file: FileConfig = toml::from_str(include_str!("../samples/ctgo-export.toml")).unwrap();
+        let text = include_str!("../samples/ctgo-export.toml");
+        let file: FileConfig = toml::from_str(text).unwrap();
         assert!(DestSpec::parse(file.dest.as_deref().unwrap()).is_ok());
         assert!(parse_duration(file.lookback.as_deref().unwrap()).is_some());
         parse_tables(&file.tables.unwrap().join(",")).unwrap();
+        // The commented-out keys are valid too, once uncommented.
+        let uncommented: String = text
+            .lines()
+            .filter_map(|l| {
+                let l = l.strip_prefix("# ").unwrap_or(l);
+                let (key, _) = l.split_once(" = ")?;
+                key.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b == b'_')
+                    .then(|| format!("{l}\n"))
+            })
+            .collect();
+        let all: FileConfig = toml::from_str(&uncommented).unwrap();
+        assert!(resolve_timeout(all.timeout).is_ok());
+        assert!(all.no_progress.is_some(), "the sample lists no_progress");
+    }
+
+    /// A config file holding every yes/no setting as `on`, and the other settings.
+    fn file_with(dir: &Path, on: bool) -> PathBuf {
+        let file = dir.join(format!("{on}.toml"));
+        std::fs::write(
+            &file,
+            format!(
+                "dest = \"csv:out\"\nfull_refresh = {on}\njson = {on}\ncsv_bom = {on}\n\
+                 no_progress = {on}\ntimeout = \"5s\"\nrequests_per_minute = 10\n\
+                 max_retries = 2\npage_size = 50\n"
+            ),
+        )
+        .unwrap();
+        file
+    }
+
+    /// (full_refresh, json, csv_bom, progress)
+    fn switches(cfg: &JobConfig) -> (bool, bool, bool, bool) {
+        (cfg.full_refresh, cfg.json, cfg.csv_bom, cfg.progress)
+    }
+
+    #[test]
+    fn the_file_applies_when_no_flag_is_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = args("sqlite:x.db");
+        let cfg = JobConfig::resolve(&a, Some(KEY.into())).unwrap();
+        assert_eq!(switches(&cfg), (false, false, false, true), "defaults");
+        assert_eq!(cfg.timeout, api::DEFAULT_TIMEOUT);
+
+        a.config = Some(file_with(dir.path(), true));
+        let cfg = JobConfig::resolve(&a, Some(KEY.into())).unwrap();
+        assert_eq!(switches(&cfg), (true, true, true, false));
+        assert_eq!(cfg.timeout, Duration::from_secs(5));
+        assert_eq!((cfg.requests_per_minute, cfg.max_retries), (10, 2));
+        assert_eq!(cfg.page_size, 50);
+
+        a.config = Some(file_with(dir.path(), false));
+        let cfg = JobConfig::resolve(&a, Some(KEY.into())).unwrap();
+        assert_eq!(switches(&cfg), (false, false, false, true));
+    }
+
+    #[test]
+    fn flags_override_the_file_both_ways() {
+        let dir = tempfile::tempdir().unwrap();
+        // Off on the command line beats on in the file...
+        let mut a = args("sqlite:x.db");
+        a.config = Some(file_with(dir.path(), true));
+        a.no_full_refresh = true;
+        a.no_json = true;
+        a.no_csv_bom = true;
+        a.progress = true;
+        a.timeout = Some("250ms".into());
+        a.requests_per_minute = Some(0);
+        a.max_retries = Some(7);
+        a.page_size = Some(100);
+        let cfg = JobConfig::resolve(&a, Some(KEY.into())).unwrap();
+        assert_eq!(switches(&cfg), (false, false, false, true));
+        assert_eq!(cfg.timeout, Duration::from_millis(250));
+        assert_eq!((cfg.requests_per_minute, cfg.max_retries), (0, 7));
+        assert_eq!(cfg.page_size, 100);
+        assert_eq!(cfg.client_options().timeout, Duration::from_millis(250));
+
+        // ...and on beats off.
+        let mut a = args("sqlite:x.db");
+        a.config = Some(file_with(dir.path(), false));
+        a.full_refresh = true;
+        a.json = true;
+        a.csv_bom = true;
+        a.no_progress = true;
+        let cfg = JobConfig::resolve(&a, Some(KEY.into())).unwrap();
+        assert_eq!(switches(&cfg), (true, true, true, false));
+    }
+
+    fn parse_sync(argv: &[&str]) -> SyncArgs {
+        use clap::Parser;
+        let argv = ["ctgo-export", "sync", "--dest", "sqlite:x.db"]
+            .iter()
+            .chain(argv);
+        match crate::cli::Cli::try_parse_from(argv).unwrap().command {
+            crate::cli::Command::Sync(a) => a,
+            other => panic!("not sync: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn of_a_flag_and_its_negation_the_last_one_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let on = file_with(dir.path(), true).display().to_string();
+        let off = file_with(dir.path(), false).display().to_string();
+        let resolve = |argv: &[&str]| {
+            let mut a = parse_sync(argv);
+            a.base_url = Some("http://127.0.0.1:9/api/v2".into());
+            switches(&JobConfig::resolve(&a, Some(KEY.into())).unwrap())
+        };
+        assert_eq!(
+            resolve(&["--full-refresh", "--json", "--csv-bom", "--no-progress"]),
+            (true, true, true, false),
+            "the existing flags keep their meaning"
+        );
+        assert_eq!(
+            resolve(&[
+                "--full-refresh",
+                "--no-full-refresh",
+                "--no-json",
+                "--json",
+                "--csv-bom",
+                "--no-csv-bom",
+                "--progress",
+                "--no-progress",
+            ]),
+            (false, true, false, false)
+        );
+        assert_eq!(
+            resolve(&[
+                "--config",
+                &on,
+                "--no-full-refresh",
+                "--no-json",
+                "--no-csv-bom",
+                "--progress",
+            ]),
+            (false, false, false, true)
+        );
+        assert_eq!(
+            resolve(&[
+                "--config",
+                &off,
+                "--full-refresh",
+                "--json",
+                "--csv-bom",
+                "--no-progress",
+            ]),
+            (true, true, true, false)
+        );
+        assert_eq!(resolve(&["--config", &on]), (true, true, true, false));
+    }
+
+    /// Runs the calling test again in a child process of this test binary, with `env` set and
+    /// every other `CTGO_*` variable removed; returns true in the child, which does the checks.
+    /// clap reads the environment of the process, and setting variables in this one would race
+    /// with the other tests' threads (`set_var` is unsafe for that reason).
+    fn in_child_with_env(test: &str, env: &[(&str, String)]) -> bool {
+        const CHILD: &str = "CTGO_TEST_CONFIG_CHILD";
+        if std::env::var_os(CHILD).is_some() {
+            return true;
+        }
+        let module = module_path!()
+            .split_once("::")
+            .map_or(module_path!(), |(_, m)| m);
+        let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+        cmd.args([
+            &format!("{module}::{test}"),
+            "--exact",
+            "--test-threads",
+            "1",
+        ]);
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("CTGO_") {
+                cmd.env_remove(name);
+            }
+        }
+        cmd.env(CHILD, "1");
+        for (name, value) in env {
+            cmd.env(name, value);
+        }
+        let out = cmd.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "the child test failed or did not run:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        false
+    }
+
+    #[test]
+    fn the_environment_overrides_the_file_and_flags_override_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "dest = \"csv:from-file\"\nbase_url = \"https://file.example/api/v2\"\n\
+             tables = [\"sync_runs\"]\nlookback = \"1h\"\nsince = \"2026-01-01\"\n\
+             requests_per_minute = 10\nmax_retries = 2\ntimeout = \"5s\"\n",
+        )
+        .unwrap();
+        let env = [
+            ("CTGO_CONFIG", file.display().to_string()),
+            ("CTGO_DEST", "parquet:from-env".to_string()),
+            ("CTGO_BASE_URL", "https://env.example/api/v2".to_string()),
+            ("CTGO_TABLES", "leads".to_string()),
+            ("CTGO_LOOKBACK", "30m".to_string()),
+            ("CTGO_SINCE", "2026-02-01".to_string()),
+            ("CTGO_REQUESTS_PER_MINUTE", "20".to_string()),
+            ("CTGO_MAX_RETRIES", "4".to_string()),
+            ("CTGO_TIMEOUT", "90s".to_string()),
+        ];
+        if !in_child_with_env(
+            "the_environment_overrides_the_file_and_flags_override_both",
+            &env,
+        ) {
+            return;
+        }
+        use clap::Parser;
+        let parse = |argv: &[&str]| {
+            let argv = ["ctgo-export", "sync"].iter().chain(argv);
+            match crate::cli::Cli::try_parse_from(argv).unwrap().command {
+                crate::cli::Command::Sync(a) => JobConfig::resolve(&a, Some(KEY.into())).unwrap(),
+                other => panic!("not sync: {other:?}"),
+            }
+        };
+        let cfg = parse(&[]);
+        assert_eq!(cfg.dest, DestSpec::Parquet("from-env".into()));
+        assert_eq!(cfg.base_url.as_str(), "https://env.example/api/v2");
+        assert_eq!(cfg.tables, vec![Table::Leads]);
+        assert_eq!(cfg.lookback, Duration::from_secs(30 * 60));
+        assert_eq!(cfg.since, parse_since("2026-02-01"));
+        assert_eq!((cfg.requests_per_minute, cfg.max_retries), (20, 4));
+        assert_eq!(cfg.timeout, Duration::from_secs(90));
+
+        let cfg = parse(&[
+            "--dest",
+            "sqlite:from-flag.db",
+            "--base-url",
+            "https://flag.example/api/v2",
+            "--tables",
+            "sync_runs,leads",
+            "--lookback",
+            "20m",
+            "--since",
+            "2026-03-01",
+            "--requests-per-minute",
+            "30",
+            "--max-retries",
+            "6",
+            "--timeout",
+            "2m",
+        ]);
+        assert_eq!(cfg.dest, DestSpec::Sqlite("from-flag.db".into()));
+        assert_eq!(cfg.base_url.as_str(), "https://flag.example/api/v2");
+        assert_eq!(cfg.tables, vec![Table::Leads, Table::SyncRuns]);
+        assert_eq!(cfg.lookback, Duration::from_secs(20 * 60));
+        assert_eq!(cfg.since, parse_since("2026-03-01"));
+        assert_eq!((cfg.requests_per_minute, cfg.max_retries), (30, 6));
+        assert_eq!(cfg.timeout, Duration::from_secs(120));
     }
 
     #[test]
@@ -415,6 +712,21 @@ mod tests {
         let mut a = args("sqlite:x.db");
         a.since = Some("yesterday".into());
         assert!(JobConfig::resolve(&a, Some(KEY.into())).is_err());
+        for bad in ["soon", "0s", ""] {
+            let mut a = args("sqlite:x.db");
+            a.timeout = Some(bad.into());
+            assert!(
+                matches!(
+                    JobConfig::resolve(&a, Some(KEY.into())),
+                    Err(ConfigError::BadTimeout(_))
+                ),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(
+            resolve_timeout(Some("1 fortnight".into())),
+            Err(ConfigError::BadTimeout(_))
+        ));
         let mut a = args("sqlite:x.db");
         a.base_url = Some("http://example.com/api/v2".into());
         assert!(matches!(

@@ -217,6 +217,7 @@ fn jobs(args: JobsArgs) -> anyhow::Result<i32> {
 
 async fn check(args: CheckArgs) -> anyhow::Result<i32> {
     let base_url = config::resolve_base_url(args.base_url.clone())?;
+    let timeout = config::resolve_timeout(args.timeout.clone())?;
     let key = config::resolve_key(
         args.api_key_file.is_some(),
         args.api_key_file.clone(),
@@ -228,7 +229,7 @@ async fn check(args: CheckArgs) -> anyhow::Result<i32> {
             base_url: base_url.clone(),
             requests_per_minute: ctgo_export::api::DEFAULT_REQUESTS_PER_MINUTE,
             max_retries: 3,
-            timeout: ctgo_export::api::DEFAULT_TIMEOUT,
+            timeout,
         },
     )?;
     let me = client.me().await?;

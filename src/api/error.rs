@@ -36,8 +36,10 @@ pub enum ApiError {
         code: Option<String>,
         message: String,
     },
-    /// 409.
-    #[error("the API reported a conflict at {endpoint} (409 Conflict{}){}", code_suffix(.code), message_suffix(.message))]
+    /// 409: the contract lists it without saying when it happens or whether it clears; for a
+    /// read it is taken as permanent (retrying at once is unlikely to help), and the next run
+    /// resumes.
+    #[error("the API reported a conflict at {endpoint} (409 Conflict{}): run the export again later; it resumes where this one stopped{}", code_suffix(.code), message_suffix(.message))]
     Conflict {
         endpoint: String,
         code: Option<String>,
@@ -47,7 +49,7 @@ pub enum ApiError {
     #[error("API v1 was removed; use {DEFAULT_BASE_URL} (--base-url) (410 Gone from {endpoint})")]
     Gone { endpoint: String },
     /// 422.
-    #[error("the API could not process {endpoint} (422 Unprocessable Entity{}){}", code_suffix(.code), message_suffix(.message))]
+    #[error("the API could not process {endpoint} (422 Unprocessable Entity{}): check --stream and --since{}", code_suffix(.code), message_suffix(.message))]
     Unprocessable {
         endpoint: String,
         code: Option<String>,

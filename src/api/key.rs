@@ -1,9 +1,13 @@
 //! The API key: checked locally, never printed.
 //!
 //! A key comes from `CTGO_API_KEY` or a file, so it is trimmed of surrounding whitespace and
-//! newlines, then checked against the documented shape (`ctgo_` + 40 more characters, 45 in
-//! all, only `[A-Za-z0-9_]`). A malformed key is refused here, before any request, with a
-//! reason that never repeats the key (a key with one typo is still nearly a secret).
+//! newlines, then checked against the documented shape: it starts with `ctgo_` and has 45
+//! characters in all. The contract says nothing about the other 40, so any visible ASCII
+//! character is accepted (a real key with a `-` must not be refused locally); whitespace,
+//! control and non-ASCII characters are not, because the key travels in an HTTP header and
+//! such a character is a paste accident, never part of a key. A malformed key is refused here,
+//! before any request, with a reason that never repeats the key (a key with one typo is still
+//! nearly a secret).
 //! `Debug` and `Display` print [`REDACTED_KEY`], so a key inside any struct that derives
 //! `Debug` stays hidden.
 
@@ -16,7 +20,8 @@ pub const KEY_LEN: usize = 45;
 /// What a key prints as, everywhere.
 pub const REDACTED_KEY: &str = "ctgo_****";
 
-/// A well-formed key (`ctgo_` + 40 more characters). `Debug` and `Display` print `ctgo_****`.
+/// A well-formed key (`ctgo_` + 40 more visible ASCII characters). `Debug` and `Display` print
+/// `ctgo_****`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ApiKey(String);
 
@@ -29,19 +34,19 @@ impl ApiKey {
         }
         if !k.starts_with(KEY_PREFIX) {
             return Err(format!(
-                "the API key does not start with `{KEY_PREFIX}` (keys look like `{KEY_PREFIX}` followed by 40 letters, digits or underscores)"
+                "the API key does not start with `{KEY_PREFIX}` (keys look like `{KEY_PREFIX}` followed by 40 more characters)"
             ));
         }
-        if let Some(pos) = k
-            .chars()
-            .position(|c| !(c.is_ascii_alphanumeric() || c == '_'))
-        {
-            let what = match k.chars().nth(pos) {
-                Some(c) if c.is_whitespace() => "whitespace",
-                _ => "a character other than letters, digits and `_`",
+        if let Some((pos, c)) = k.chars().enumerate().find(|(_, c)| !c.is_ascii_graphic()) {
+            let what = if c.is_whitespace() {
+                "whitespace"
+            } else if c.is_control() {
+                "a control character"
+            } else {
+                "a non-ASCII character"
             };
             return Err(format!(
-                "the API key contains {what} at position {} (only A-Z, a-z, 0-9 and `_` are allowed)",
+                "the API key contains {what} at position {} (a key is visible ASCII only: letters, digits and punctuation, no spaces)",
                 pos + 1
             ));
         }
@@ -95,6 +100,19 @@ mod tests {
     }
 
     #[test]
+    fn any_visible_ascii_after_the_prefix_is_accepted() {
+        // The contract fixes only the prefix and the length.
+        for k in [
+            "ctgo_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789-abc",
+            "ctgo_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789.~+/",
+            "ctgo_!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~01234567",
+        ] {
+            assert_eq!(k.len(), KEY_LEN, "{k}");
+            assert_eq!(ApiKey::parse(k).expect(k).expose(), k);
+        }
+    }
+
+    #[test]
     fn bad_keys_are_refused_without_echo() {
         let cases = [
             ("", "empty"),
@@ -106,14 +124,25 @@ mod tests {
             (&GOOD[..44], "44 characters"),
             (&format!("{GOOD}x"), "46 characters"),
             (
-                "ctgo_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789-abc",
-                "position 42",
+                "ctgo_AbCdEfGhIjKlMn OpQrStUvWxYz0123456789abc",
+                "whitespace at position 20",
             ),
             (
-                "ctgo_AbCdEfGhIjKlMn OpQrStUvWxYz0123456789abc",
-                "whitespace",
+                "ctgo_AbCdEfGhIjKlMn\tOpQrStUvWxYz0123456789abc",
+                "whitespace at position 20",
             ),
-            ("ctgo_AbCdEfGhIjKlMnOpQrStUvWxYz012345678é_ab", "other than"),
+            (
+                "ctgo_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789\u{7f}abc",
+                "a control character at position 42",
+            ),
+            (
+                "ctgo_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789\u{1}abc",
+                "a control character at position 42",
+            ),
+            (
+                "ctgo_AbCdEfGhIjKlMnOpQrStUvWxYz012345678é_ab",
+                "a non-ASCII character at position 41",
+            ),
         ];
         for (input, want) in cases {
             let err = ApiKey::parse(input).expect_err(input);

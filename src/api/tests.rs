@@ -524,6 +524,54 @@ async fn a_hanging_server_times_out() {
     }
 }
 
+/// The client against the project's simulator: every error answer the simulator plays (one
+/// per status of the contract) is retried or stops at once, as the contract says.
+#[tokio::test]
+async fn every_error_answer_the_simulator_plays_is_classified_as_the_contract_says() {
+    use crate::simulator::{FaultKind, SimConfig, Simulator};
+    let sim = Simulator::start(SimConfig::new(30, 5)).expect("simulator");
+    let c = client(&sim.base_url(), 3);
+    for kind in FaultKind::ALL {
+        // 429 waits a whole second of Retry-After: covered by the tests above.
+        let Some((status, code, _)) = kind.error_answer().filter(|a| a.0 != 429) else {
+            continue;
+        };
+        let before = c.stats();
+        sim.inject(kind, 1);
+        let result = c.leads(&leads_q()).await;
+        let sent = c.stats().requests - before.requests;
+        if kind.is_permanent() {
+            let Err(err) = result else {
+                panic!("{kind:?} answered a page");
+            };
+            assert_eq!(err.status(), Some(status), "{kind:?}: {err:?}");
+            assert_eq!(sent, 1, "{kind:?} is not retried");
+            assert_eq!(err.is_refusal(), status == 403, "{kind:?}");
+            let text = err.to_string();
+            assert!(
+                text.contains(&status.to_string()) && text.contains(code),
+                "{kind:?}: the message names the status and the code: {text}"
+            );
+        } else {
+            let page = result.unwrap_or_else(|e| panic!("{kind:?}: {e}"));
+            assert_eq!(page.records.len(), 30, "{kind:?}");
+            assert_eq!(sent, 2, "{kind:?} is retried once, then answered");
+        }
+    }
+    // A slow answer past the timeout is a transient fault too.
+    let opts = ClientOptions {
+        base_url: parse_base_url(&sim.base_url()).expect("url"),
+        requests_per_minute: 0,
+        max_retries: 2,
+        timeout: Duration::from_millis(200),
+    };
+    let c = ApiClient::with_tuning(ApiKey::parse(KEY).expect("key"), opts, tiny()).expect("client");
+    sim.update(|s| s.slow_ms = 5_000);
+    sim.inject(FaultKind::Slow, 1);
+    assert_eq!(c.leads(&leads_q()).await.expect("page").records.len(), 30);
+    assert_eq!((c.stats().requests, c.stats().retries), (2, 1));
+}
+
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
 

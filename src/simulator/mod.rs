@@ -3,14 +3,15 @@
 //!
 //! It exists because the real API leaves several points open (`api-contract.md`): the
 //! simulator can play every listed answer, one switch per open point, so tests cover all of
-//! them, and it injects the transient faults the client must survive.
+//! them, and it plays every error answer the contract lists: the transient faults the client
+//! must survive and the permanent answers that must stop a job ([`FaultKind`]).
 //!
 //! # Guarantees
 //!
 //! - **Deterministic.** The same [`SimConfig::leads`] and [`SimConfig::seed`] (and `streams`,
 //!   `runs_per_stream`, `malformed_every`) give the same ids, timestamps and JSON bytes.
-//!   Random faults are drawn from their own seeded generator, one draw per data request, so
-//!   they are deterministic for a seed and a request order. Leads added at run time get their
+//!   Random faults are drawn from their own seeded generator, one draw per eligible data
+//!   request ([`FaultPlan`]), so they are deterministic for a seed and a request order. Leads added at run time get their
 //!   timing from a generator that depends only on the seed and the order of the calls.
 //! - **Data.** Ids ascend from 1000 with gaps of 1–3; `discoveredAt` ascends with the id from
 //!   2026-06-01T00:00:00Z in groups of 1–8 leads sharing one second, 1–20 s apart. Every later
@@ -66,7 +67,7 @@ pub const DEFAULT_RUNS_LIMIT: usize = 30;
 pub const MAX_RUNS_LIMIT: usize = 100;
 /// Rate-limit window.
 pub const RATE_WINDOW_SECS: u64 = 60;
-/// How long a [`FaultKind::Slow`] answer waits.
+/// How long a [`FaultKind::Slow`] answer waits unless [`SimConfig::slow_ms`] says otherwise.
 pub const SLOW_FAULT_MS: u64 = 3_000;
 /// How long a [`FaultKind::CutShort`] answer waits between the half body and the abort (so the
 /// half is surely on the wire before the connection is torn down).
@@ -99,7 +100,10 @@ pub enum SinceBoundary {
     Inclusive,
 }
 
-/// A transient fault the simulator can play instead of (or around) an answer.
+/// A fault the simulator can play instead of (or around) an answer: the transient ones a
+/// client must survive (retry), and the permanent error answers of the contract that must stop
+/// a job ([`FaultKind::is_permanent`]). Error answers carry the contract's body,
+/// `{"error": "<snake_case_code>", "message": "..."}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FaultKind {
     /// 429 `{"error":"rate_limited"}` with `Retry-After: 1`.
@@ -108,6 +112,10 @@ pub enum FaultKind {
     Unavailable,
     /// 502 `{"error":"bad_gateway"}`.
     BadGateway,
+    /// 500 `{"error":"internal_error"}`.
+    InternalError,
+    /// 504 `{"error":"gateway_timeout"}`.
+    GatewayTimeout,
     /// The connection is closed without an answer.
     Drop,
     /// The real answer's headers with its full `Content-Length`, half the body, then the
@@ -115,27 +123,51 @@ pub enum FaultKind {
     CutShort,
     /// 200 with an HTML body.
     Nonsense,
-    /// The real answer, after [`SLOW_FAULT_MS`].
+    /// The real answer, after [`SimConfig::slow_ms`] (a client with a shorter timeout sees a
+    /// timeout).
     Slow,
+    /// *Permanent.* 400 `{"error":"invalid_parameter"}`.
+    BadRequest,
+    /// *Permanent.* 403 `{"error":"subscription_required"}`.
+    SubscriptionRequired,
+    /// *Permanent.* 403 `{"error":"budget_exhausted"}`: the account's lead budget is used up.
+    BudgetExhausted,
+    /// *Permanent.* 404 `{"error":"not_found"}`.
+    NotFound,
+    /// *Permanent.* 409 `{"error":"conflict"}`.
+    Conflict,
+    /// *Permanent.* 422 `{"error":"unprocessable_entity"}`.
+    Unprocessable,
 }
 
 impl FaultKind {
     /// Every kind, in declaration order.
-    pub const ALL: [FaultKind; 7] = [
+    pub const ALL: [FaultKind; 15] = [
         FaultKind::TooManyRequests,
         FaultKind::Unavailable,
         FaultKind::BadGateway,
+        FaultKind::InternalError,
+        FaultKind::GatewayTimeout,
         FaultKind::Drop,
         FaultKind::CutShort,
         FaultKind::Nonsense,
         FaultKind::Slow,
+        FaultKind::BadRequest,
+        FaultKind::SubscriptionRequired,
+        FaultKind::BudgetExhausted,
+        FaultKind::NotFound,
+        FaultKind::Conflict,
+        FaultKind::Unprocessable,
     ];
-    /// What a [`FaultPlan`] with a rate but no kinds plays: every kind except the 3-second
-    /// [`FaultKind::Slow`].
-    pub const DEFAULT_KINDS: [FaultKind; 6] = [
+    /// What a [`FaultPlan`] with a rate but no kinds plays: every transient kind except
+    /// [`FaultKind::Slow`] (seconds per answer). Permanent kinds are never in it: one of them
+    /// stops the job, so they are played only when named.
+    pub const DEFAULT_KINDS: [FaultKind; 8] = [
         FaultKind::TooManyRequests,
         FaultKind::Unavailable,
         FaultKind::BadGateway,
+        FaultKind::InternalError,
+        FaultKind::GatewayTimeout,
         FaultKind::Drop,
         FaultKind::CutShort,
         FaultKind::Nonsense,
@@ -147,11 +179,79 @@ impl FaultKind {
             FaultKind::TooManyRequests => "429",
             FaultKind::Unavailable => "503",
             FaultKind::BadGateway => "502",
+            FaultKind::InternalError => "500",
+            FaultKind::GatewayTimeout => "504",
             FaultKind::Drop => "drop",
             FaultKind::CutShort => "cut",
             FaultKind::Nonsense => "nonsense",
             FaultKind::Slow => "slow",
+            FaultKind::BadRequest => "400",
+            FaultKind::SubscriptionRequired => "403",
+            FaultKind::BudgetExhausted => "403-budget",
+            FaultKind::NotFound => "404",
+            FaultKind::Conflict => "409",
+            FaultKind::Unprocessable => "422",
         }
+    }
+
+    /// An answer the contract lists as permanent ("stop and report"): a client must not retry
+    /// it, so a job that meets one fails.
+    pub fn is_permanent(self) -> bool {
+        self.error_answer()
+            .is_some_and(|(status, _, _)| !matches!(status, 429 | 500 | 502 | 503 | 504))
+    }
+
+    /// The status, `error` code and `message` of the error answer this kind plays; `None` for
+    /// the kinds that are not an error answer (drop, cut, nonsense, slow).
+    pub fn error_answer(self) -> Option<(u16, &'static str, Option<&'static str>)> {
+        Some(match self {
+            FaultKind::TooManyRequests => (429, "rate_limited", None),
+            FaultKind::Unavailable => (
+                503,
+                "service_unavailable",
+                Some("Temporarily unavailable, try again shortly."),
+            ),
+            FaultKind::BadGateway => (502, "bad_gateway", None),
+            FaultKind::InternalError => (
+                500,
+                "internal_error",
+                Some("Something went wrong on our side."),
+            ),
+            FaultKind::GatewayTimeout => (
+                504,
+                "gateway_timeout",
+                Some("The upstream server did not answer in time."),
+            ),
+            FaultKind::BadRequest => (
+                400,
+                "invalid_parameter",
+                Some("The request parameters are invalid."),
+            ),
+            FaultKind::SubscriptionRequired => (
+                403,
+                "subscription_required",
+                Some("An active subscription is required to use the API."),
+            ),
+            FaultKind::BudgetExhausted => (
+                403,
+                "budget_exhausted",
+                Some("The monthly lead budget of this account is exhausted."),
+            ),
+            FaultKind::NotFound => (404, "not_found", Some("Not found.")),
+            FaultKind::Conflict => (
+                409,
+                "conflict",
+                Some("The request conflicts with the current state of the account."),
+            ),
+            FaultKind::Unprocessable => (
+                422,
+                "unprocessable_entity",
+                Some("The request could not be processed."),
+            ),
+            FaultKind::Drop | FaultKind::CutShort | FaultKind::Nonsense | FaultKind::Slow => {
+                return None;
+            }
+        })
     }
 }
 
@@ -162,27 +262,83 @@ impl std::str::FromStr for FaultKind {
             "429" | "too-many-requests" | "rate" => FaultKind::TooManyRequests,
             "503" | "unavailable" => FaultKind::Unavailable,
             "502" | "bad-gateway" => FaultKind::BadGateway,
+            "500" | "internal-error" => FaultKind::InternalError,
+            "504" | "gateway-timeout" => FaultKind::GatewayTimeout,
             "drop" => FaultKind::Drop,
             "cut" | "cut-short" => FaultKind::CutShort,
             "nonsense" | "html" => FaultKind::Nonsense,
             "slow" => FaultKind::Slow,
+            "400" | "bad-request" => FaultKind::BadRequest,
+            "403" | "subscription-required" => FaultKind::SubscriptionRequired,
+            "403-budget" | "budget-exhausted" => FaultKind::BudgetExhausted,
+            "404" | "not-found" => FaultKind::NotFound,
+            "409" | "conflict" => FaultKind::Conflict,
+            "422" | "unprocessable" => FaultKind::Unprocessable,
             other => {
+                let names: Vec<&str> = FaultKind::ALL.iter().map(|k| k.name()).collect();
                 return Err(format!(
-                    "unknown fault {other:?}: use 429, 503, 502, drop, cut, nonsense or slow"
+                    "unknown fault {other:?}: use one of {}",
+                    names.join(", ")
                 ));
             }
         })
     }
 }
 
-/// Random transient faults: `rate` (0..=1) of the data requests (leads, runs, streams, me) get
+/// The data endpoints a [`FaultPlan`] can be limited to (cross-stream and per-stream paths
+/// together).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FaultEndpoint {
+    /// `GET /leads` and `GET /streams/{id}/leads`.
+    Leads,
+    /// `GET /runs` and `GET /streams/{id}/runs`.
+    Runs,
+    /// `GET /streams`.
+    Streams,
+    /// `GET /me`.
+    Me,
+}
+
+/// Random faults: `rate` (0..=1) of the eligible data requests (leads, runs, streams, me) get
 /// a kind drawn from `kinds` (empty = [`FaultKind::DEFAULT_KINDS`]), from a generator seeded
-/// with `seed`.
-#[derive(Debug, Clone, Default)]
+/// with `seed`. `endpoint` limits the eligible requests to one endpoint, and the first `after`
+/// eligible requests answer normally, counted from when the plan was set (at start, or by a
+/// [`Simulator::update`] that changed it). So a test makes the Nth leads request and every
+/// later one answer 409 with `FaultPlan::always(FaultKind::Conflict).on(FaultEndpoint::Leads)
+/// .after(n - 1)`.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct FaultPlan {
     pub rate: f64,
     pub kinds: Vec<FaultKind>,
     pub seed: u64,
+    /// Only requests to this endpoint are eligible (`None`: every data endpoint).
+    pub endpoint: Option<FaultEndpoint>,
+    /// The first this many eligible requests get no fault.
+    pub after: u64,
+}
+
+impl FaultPlan {
+    /// Every eligible request gets `kind`: how a test plays a permanent answer.
+    pub fn always(kind: FaultKind) -> FaultPlan {
+        FaultPlan {
+            rate: 1.0,
+            kinds: vec![kind],
+            ..FaultPlan::default()
+        }
+    }
+
+    /// Only requests to `endpoint` are eligible.
+    pub fn on(self, endpoint: FaultEndpoint) -> FaultPlan {
+        FaultPlan {
+            endpoint: Some(endpoint),
+            ..self
+        }
+    }
+
+    /// The first `n` eligible requests answer normally; faults start with request `n + 1`.
+    pub fn after(self, n: u64) -> FaultPlan {
+        FaultPlan { after: n, ..self }
+    }
 }
 
 /// Every switch of the simulator. Fields marked *start only* shape the generated data and are
@@ -198,7 +354,8 @@ pub struct SimConfig {
     pub streams: u32,
     /// *Start only.* Runs per stream.
     pub runs_per_stream: u32,
-    /// `None`: any well-formed key (`ctgo_` + 40 of `[A-Za-z0-9_]`); `Some`: only this one.
+    /// `None`: any well-formed key (`ctgo_` + 40 more visible ASCII characters); `Some`: only
+    /// this one.
     pub key: Option<String>,
     /// Requests per sliding 60 s window per key; `None` = no limit and no rate-limit headers.
     /// When set, every answer to a request with an accepted key carries `X-RateLimit-Limit`
@@ -228,6 +385,9 @@ pub struct SimConfig {
     pub credits_exhausted: bool,
     /// Added to every answer.
     pub latency_ms: u64,
+    /// How long a [`FaultKind::Slow`] answer waits (tests make it short, and the client's
+    /// timeout shorter still).
+    pub slow_ms: u64,
 }
 
 impl SimConfig {
@@ -250,6 +410,7 @@ impl SimConfig {
             faults: FaultPlan::default(),
             credits_exhausted: false,
             latency_ms: 0,
+            slow_ms: SLOW_FAULT_MS,
         }
     }
 }
@@ -381,7 +542,8 @@ impl Simulator {
         self.state().store.complete_runs()
     }
 
-    /// The next `count` data requests get this fault, before any random fault.
+    /// The next `count` data requests (of any endpoint) get this fault, before any random
+    /// fault.
     pub fn inject(&self, kind: FaultKind, count: usize) {
         let mut st = self.state();
         st.injected.extend(std::iter::repeat_n(kind, count));
@@ -466,12 +628,25 @@ pub struct SimulateArgs {
     /// Clamp `limit` above 500 instead of answering 400.
     #[arg(long)]
     pub clamp_limit: bool,
-    /// Fraction (0 to 1) of data requests that get a random fault.
-    #[arg(long, default_value_t = 0.0, value_name = "F")]
-    pub fault_rate: f64,
-    /// Fault kinds for --fault-rate: 429,503,502,drop,cut,nonsense,slow (default: all but slow).
+    /// Fraction (0 to 1) of data requests that get a random fault [default: 0, or 1 when
+    /// --faults is given].
+    #[arg(long, value_name = "F")]
+    pub fault_rate: Option<f64>,
+    /// Fault kinds, comma-separated. Transient: 429, 503, 502, 500, 504, drop, cut, nonsense,
+    /// slow (default with --fault-rate: all but slow). Permanent, only when named (they stop a
+    /// job): 400, 403 (subscription_required), 403-budget (budget_exhausted), 404, 409, 422.
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub faults: Vec<FaultKind>,
+    /// Only requests to this endpoint get faults.
+    #[arg(long, value_enum, value_name = "ENDPOINT")]
+    pub fault_endpoint: Option<FaultEndpoint>,
+    /// The first N requests that could get a fault answer normally (e.g. --faults 409
+    /// --fault-endpoint leads --fault-after 2: the third leads request and later ones get 409).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub fault_after: u64,
+    /// How long a `slow` fault waits before answering.
+    #[arg(long, default_value_t = SLOW_FAULT_MS, value_name = "MS")]
+    pub slow_ms: u64,
     /// Serve every Nth lead malformed.
     #[arg(long, value_name = "N")]
     pub malformed_every: Option<usize>,
@@ -492,11 +667,12 @@ pub struct SimulateArgs {
 impl SimulateArgs {
     /// The simulator configuration these flags describe.
     pub fn to_config(&self) -> anyhow::Result<SimConfig> {
-        if !(0.0..=1.0).contains(&self.fault_rate) {
-            anyhow::bail!(
-                "--fault-rate must be between 0 and 1, got {}",
-                self.fault_rate
-            );
+        // Naming kinds without a rate means "play them": every eligible request.
+        let fault_rate = self
+            .fault_rate
+            .unwrap_or(if self.faults.is_empty() { 0.0 } else { 1.0 });
+        if !(0.0..=1.0).contains(&fault_rate) {
+            anyhow::bail!("--fault-rate must be between 0 and 1, got {fault_rate}");
         }
         if self.malformed_every == Some(0) {
             anyhow::bail!("--malformed-every must be at least 1");
@@ -504,7 +680,9 @@ impl SimulateArgs {
         if let Some(k) = &self.key
             && !server::well_formed_key(k)
         {
-            anyhow::bail!("--key must be `ctgo_` followed by 40 letters, digits or underscores");
+            anyhow::bail!(
+                "--key must be `ctgo_` followed by 40 more visible ASCII characters (no spaces)"
+            );
         }
         let mut cfg = SimConfig::new(self.leads, self.seed);
         cfg.key = self.key.clone();
@@ -514,12 +692,15 @@ impl SimulateArgs {
         cfg.ignore_offset = self.ignore_offset;
         cfg.refuse_over_max_limit = !self.clamp_limit;
         cfg.faults = FaultPlan {
-            rate: self.fault_rate,
+            rate: fault_rate,
             kinds: self.faults.clone(),
             seed: self.seed,
+            endpoint: self.fault_endpoint,
+            after: self.fault_after,
         };
         cfg.malformed_every = self.malformed_every;
         cfg.latency_ms = self.latency_ms;
+        cfg.slow_ms = self.slow_ms;
         cfg.arrivals_between_pages = self.arrivals_between_pages;
         cfg.late_arrival_minutes = self.late_arrival_minutes;
         cfg.credits_exhausted = self.credits_exhausted;
@@ -527,10 +708,43 @@ impl SimulateArgs {
     }
 }
 
+/// One line about the faults `simulate` plays, `None` when it plays none.
+fn describe_faults(plan: &FaultPlan) -> Option<String> {
+    if plan.rate <= 0.0 {
+        return None;
+    }
+    let kinds: &[FaultKind] = if plan.kinds.is_empty() {
+        &FaultKind::DEFAULT_KINDS
+    } else {
+        &plan.kinds
+    };
+    let names: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
+    let endpoint = match plan.endpoint {
+        None => "data",
+        Some(FaultEndpoint::Leads) => "leads",
+        Some(FaultEndpoint::Runs) => "runs",
+        Some(FaultEndpoint::Streams) => "streams",
+        Some(FaultEndpoint::Me) => "me",
+    };
+    let mut s = format!(
+        "Faults: {} on {}% of {endpoint} requests",
+        names.join(", "),
+        plan.rate * 100.0
+    );
+    if plan.after > 0 {
+        s += &format!(" after the first {}", plan.after);
+    }
+    if kinds.iter().any(|k| k.is_permanent()) {
+        s += " (permanent answers stop a sync job)";
+    }
+    Some(s)
+}
+
 /// Serves in the foreground until Ctrl-C; prints the base URL, an example key and an example
 /// sync command to stderr.
 pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     let cfg = args.to_config()?;
+    let faults = cfg.faults.clone();
     let port = args.port;
     let sim = tokio::task::spawn_blocking(move || Simulator::start_on(cfg, port))
         .await
@@ -540,6 +754,9 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     let key = args.key.as_deref().unwrap_or(EXAMPLE_KEY);
     eprintln!("Simulator serving {} leads on {base}", args.leads);
     eprintln!("Example key: {key}");
+    if let Some(faults) = describe_faults(&faults) {
+        eprintln!("{faults}");
+    }
     eprintln!(
         "Try:  CTGO_API_KEY={key} ctgo-export sync --base-url {base} --dest sqlite:leads.db --requests-per-minute {}",
         if args.rate_limit.is_some() {

@@ -27,15 +27,16 @@ use tracing::debug;
 
 use super::data::{LeadFilter, Order, Rng, Store};
 use super::{
-    CUT_SHORT_PAUSE_MS, DEFAULT_LEADS_LIMIT, DEFAULT_RUNS_LIMIT, FaultKind, MAX_LEADS_LIMIT,
-    MAX_RUNS_LIMIT, Ordering, RATE_WINDOW_SECS, SLOW_FAULT_MS, SimConfig, SimStats, SinceBoundary,
+    CUT_SHORT_PAUSE_MS, DEFAULT_LEADS_LIMIT, DEFAULT_RUNS_LIMIT, FaultEndpoint, FaultKind,
+    FaultPlan, MAX_LEADS_LIMIT, MAX_RUNS_LIMIT, Ordering, RATE_WINDOW_SECS, SimConfig, SimStats,
+    SinceBoundary,
 };
 
-/// True for `ctgo_` followed by 40 of `[A-Za-z0-9_]` (45 characters in all).
+/// What the contract documents of a key, and no more: it starts with `ctgo_` and has 45
+/// characters. Visible ASCII only, as anything else cannot be a header value's token (and the
+/// client refuses it too).
 pub(crate) fn well_formed_key(k: &str) -> bool {
-    k.len() == 45
-        && k.starts_with("ctgo_")
-        && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    k.len() == 45 && k.starts_with("ctgo_") && k.bytes().all(|b| b.is_ascii_graphic())
 }
 
 pub(crate) struct Shared {
@@ -52,8 +53,11 @@ impl Shared {
             cfg.malformed_every,
         );
         let fault_seed = cfg.faults.seed;
+        let fault_plan = cfg.faults.clone();
         Shared {
             state: Mutex::new(State {
+                fault_plan,
+                eligible: 0,
                 cfg,
                 store,
                 stats: SimStats::default(),
@@ -78,6 +82,10 @@ pub(crate) struct State {
     pub injected: VecDeque<FaultKind>,
     fault_rng: Rng,
     fault_seed: u64,
+    /// The fault plan as last set, and the eligible requests it has seen since (for
+    /// [`FaultPlan::after`]).
+    fault_plan: FaultPlan,
+    eligible: u64,
     /// Send times of the requests in the current window, per key.
     windows: HashMap<String, VecDeque<Instant>>,
 }
@@ -91,6 +99,8 @@ struct Planned {
     /// `Drop`, `CutShort` and `Slow` act while writing; the others are already in the body.
     fault: Option<FaultKind>,
     latency_ms: u64,
+    /// How long a [`FaultKind::Slow`] answer waits.
+    slow_ms: u64,
 }
 
 impl Planned {
@@ -102,6 +112,7 @@ impl Planned {
             body,
             fault: None,
             latency_ms: 0,
+            slow_ms: 0,
         }
     }
     fn value(status: StatusCode, v: serde_json::Value) -> Planned {
@@ -276,6 +287,12 @@ impl State {
             self.fault_seed = self.cfg.faults.seed;
             self.fault_rng = Rng::new(self.fault_seed);
         }
+        // `after` counts from when the plan was set, so a test can change the plan between
+        // two exports and count the second export's requests.
+        if self.cfg.faults != self.fault_plan {
+            self.fault_plan = self.cfg.faults.clone();
+            self.eligible = 0;
+        }
     }
 
     fn plan(
@@ -345,15 +362,20 @@ impl State {
         let mut planned = self.answer(method, path, query);
         planned.headers.splice(0..0, rate_headers);
         planned.latency_ms = self.cfg.latency_ms;
+        planned.slow_ms = self.cfg.slow_ms;
         planned
     }
 
-    fn next_fault(&mut self) -> Option<FaultKind> {
+    fn next_fault(&mut self, endpoint: FaultEndpoint) -> Option<FaultKind> {
         if let Some(k) = self.injected.pop_front() {
             return Some(k);
         }
         let plan = &self.cfg.faults;
-        if plan.rate <= 0.0 {
+        if plan.rate <= 0.0 || plan.endpoint.is_some_and(|only| only != endpoint) {
+            return None;
+        }
+        self.eligible += 1;
+        if self.eligible <= plan.after {
             return None;
         }
         let hit = self.fault_rng.unit() < plan.rate;
@@ -371,41 +393,56 @@ impl State {
             return Planned::error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", None);
         }
         let endpoint = route(path);
-        match endpoint {
-            Endpoint::Leads(_) => self.stats.leads += 1,
-            Endpoint::Runs(_) => self.stats.runs += 1,
-            Endpoint::Streams => self.stats.streams += 1,
-            Endpoint::Me => self.stats.me += 1,
+        let fault_endpoint = match endpoint {
+            Endpoint::Leads(_) => {
+                self.stats.leads += 1;
+                FaultEndpoint::Leads
+            }
+            Endpoint::Runs(_) => {
+                self.stats.runs += 1;
+                FaultEndpoint::Runs
+            }
+            Endpoint::Streams => {
+                self.stats.streams += 1;
+                FaultEndpoint::Streams
+            }
+            Endpoint::Me => {
+                self.stats.me += 1;
+                FaultEndpoint::Me
+            }
             Endpoint::Unknown => return Planned::error(StatusCode::NOT_FOUND, "not_found", None),
-        }
-        let fault = self.next_fault();
+        };
+        let fault = self.next_fault(fault_endpoint);
         if let Some(kind) = fault {
             self.stats.faults += 1;
             debug!(fault = kind.name(), path, "Simulator plays a fault.");
-            let early = match kind {
-                FaultKind::TooManyRequests => {
-                    let mut p = Planned::error(StatusCode::TOO_MANY_REQUESTS, "rate_limited", None);
+            if let Some((status, code, message)) = kind.error_answer() {
+                let status =
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                let mut p = Planned::error(status, code, message);
+                if kind == FaultKind::TooManyRequests {
                     p.headers.push(("retry-after", "1".to_string()));
-                    Some(p)
                 }
-                FaultKind::Unavailable => Some(Planned::error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "service_unavailable",
-                    Some("Temporarily unavailable, try again shortly."),
-                )),
-                FaultKind::BadGateway => Some(Planned::error(StatusCode::BAD_GATEWAY, "bad_gateway", None)),
-                FaultKind::Nonsense => Some(Planned {
-                    content_type: "text/html; charset=utf-8",
-                    ..Planned::json(
-                        StatusCode::OK,
-                        b"<!DOCTYPE html><html><head><title>Just a moment...</title></head><body><h1>Checking your browser</h1></body></html>".to_vec(),
-                    )
-                }),
-                FaultKind::Drop => Some(Planned { fault: Some(kind), ..Planned::json(StatusCode::OK, Vec::new()) }),
-                FaultKind::CutShort | FaultKind::Slow => None,
-            };
-            if let Some(p) = early {
                 return p;
+            }
+            match kind {
+                FaultKind::Nonsense => {
+                    return Planned {
+                        content_type: "text/html; charset=utf-8",
+                        ..Planned::json(
+                            StatusCode::OK,
+                            b"<!DOCTYPE html><html><head><title>Just a moment...</title></head><body><h1>Checking your browser</h1></body></html>".to_vec(),
+                        )
+                    };
+                }
+                FaultKind::Drop => {
+                    return Planned {
+                        fault: Some(kind),
+                        ..Planned::json(StatusCode::OK, Vec::new())
+                    };
+                }
+                // Cut short and slow act on the real answer, while it is written.
+                _ => {}
             }
         }
         if self.cfg.credits_exhausted && endpoint != Endpoint::Me {
@@ -710,7 +747,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     }
     match planned.fault {
         Some(FaultKind::Drop) => return Err(Dropped),
-        Some(FaultKind::Slow) => tokio::time::sleep(Duration::from_millis(SLOW_FAULT_MS)).await,
+        Some(FaultKind::Slow) => tokio::time::sleep(Duration::from_millis(planned.slow_ms)).await,
         _ => {}
     }
     let body = if planned.fault == Some(FaultKind::CutShort) {

@@ -462,6 +462,7 @@ async fn random_faults_are_deterministic() {
                 FaultKind::TooManyRequests,
             ],
             seed: 99,
+            ..FaultPlan::default()
         };
         let sim = Simulator::start(cfg).expect("start");
         let mut v = Vec::new();
@@ -705,6 +706,118 @@ async fn latency_and_slow_are_applied() {
     let t = Instant::now();
     assert_eq!(get(&sim, "/api/v2/me").await.status, 200);
     assert!(t.elapsed().as_millis() >= 150);
+
+    // A slow answer waits `slow_ms` (here on top of the latency), then is the real answer...
+    sim.update(|c| {
+        c.latency_ms = 0;
+        c.slow_ms = 200;
+    });
+    sim.inject(FaultKind::Slow, 1);
+    let t = Instant::now();
+    let a = get(&sim, "/api/v2/leads?limit=5").await;
+    assert!(t.elapsed().as_millis() >= 200);
+    assert_eq!((a.status, ids(&a.json()).len()), (200, 5));
+    // ...which a client with a shorter timeout never sees.
+    sim.update(|c| c.slow_ms = 2_000);
+    sim.inject(FaultKind::Slow, 1);
+    let impatient = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(100))
+        .build()
+        .expect("client");
+    let err = impatient
+        .get(format!("{}/me", sim.base_url()))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .expect_err("times out");
+    assert!(err.is_timeout(), "{err}");
+}
+
+#[tokio::test]
+async fn every_error_answer_of_the_contract_can_be_played() {
+    let sim = Simulator::start(SimConfig::new(20, 3)).expect("start");
+    for kind in FaultKind::ALL {
+        let Some((status, code, message)) = kind.error_answer() else {
+            continue;
+        };
+        sim.inject(kind, 1);
+        let a = get(&sim, "/api/v2/leads").await;
+        assert_eq!(a.status, status, "{kind:?}");
+        assert_eq!(a.json()["error"], code, "{kind:?}");
+        assert_eq!(a.json()["message"].as_str(), message, "{kind:?}");
+        assert_eq!(
+            a.header("content-type").as_deref(),
+            Some("application/json")
+        );
+        assert_eq!(
+            a.header("retry-after").is_some(),
+            kind == FaultKind::TooManyRequests,
+            "{kind:?}"
+        );
+    }
+    let permanent: Vec<u16> = FaultKind::ALL
+        .iter()
+        .filter(|k| k.is_permanent())
+        .filter_map(|k| k.error_answer().map(|(status, _, _)| status))
+        .collect();
+    assert_eq!(permanent, [400, 403, 403, 404, 409, 422]);
+    assert_eq!(
+        [FaultKind::SubscriptionRequired, FaultKind::BudgetExhausted]
+            .map(|k| k.error_answer().map(|(_, code, _)| code)),
+        [Some("subscription_required"), Some("budget_exhausted")]
+    );
+}
+
+#[test]
+fn fault_names_round_trip_and_the_default_set_is_transient() {
+    for kind in FaultKind::ALL {
+        assert_eq!(kind.name().parse::<FaultKind>(), Ok(kind));
+    }
+    for kind in FaultKind::DEFAULT_KINDS {
+        assert!(!kind.is_permanent(), "{kind:?} would stop a job");
+    }
+    // Every transient kind but the slow one is in the default set.
+    for kind in FaultKind::ALL {
+        assert_eq!(
+            FaultKind::DEFAULT_KINDS.contains(&kind),
+            !kind.is_permanent() && kind != FaultKind::Slow,
+            "{kind:?}"
+        );
+    }
+    let err = "418".parse::<FaultKind>().expect_err("unknown");
+    assert!(err.contains("403-budget") && err.contains("slow"), "{err}");
+}
+
+#[tokio::test]
+async fn a_plan_can_hit_one_endpoint_from_its_nth_request_on() {
+    let mut cfg = SimConfig::new(50, 8);
+    cfg.faults = FaultPlan::always(FaultKind::Conflict)
+        .on(FaultEndpoint::Leads)
+        .after(2);
+    let sim = Simulator::start(cfg).expect("start");
+    let mut statuses = Vec::new();
+    for path in [
+        "/api/v2/leads",
+        "/api/v2/runs",
+        "/api/v2/streams/1/leads",
+        "/api/v2/me",
+        "/api/v2/leads",
+        "/api/v2/streams/2/leads",
+        "/api/v2/streams",
+    ] {
+        statuses.push(get(&sim, path).await.status);
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 409, 409, 200]);
+    assert_eq!(sim.requests().faults, 2);
+    // A new plan counts its own requests from zero.
+    sim.update(|c| c.faults = FaultPlan::always(FaultKind::NotFound).after(1));
+    assert_eq!(get(&sim, "/api/v2/runs").await.status, 200);
+    assert_eq!(get(&sim, "/api/v2/runs").await.status, 404);
+    // Other switches changing leave the count alone.
+    sim.update(|c| c.latency_ms = 0);
+    assert_eq!(get(&sim, "/api/v2/me").await.status, 404);
+    sim.update(|c| c.faults = FaultPlan::default());
+    assert_eq!(get(&sim, "/api/v2/leads").await.status, 200);
 }
 
 #[test]
@@ -744,8 +857,95 @@ fn simulate_args_parse() {
     assert!(Cli::try_parse_from(["x", "--faults", "boom"]).is_err());
     let bad = Cli::try_parse_from(["x", "--fault-rate", "2"]).expect("parse");
     assert!(bad.args.to_config().is_err());
+    // Permanent answers by name; naming kinds without a rate plays them on every request.
+    let cli = Cli::try_parse_from([
+        "x",
+        "--faults",
+        "403,403-budget,400,404,409,422,500,504",
+        "--fault-endpoint",
+        "leads",
+        "--fault-after",
+        "3",
+        "--slow-ms",
+        "250",
+    ])
+    .expect("parse");
+    let cfg = cli.args.to_config().expect("config");
+    assert_eq!(
+        cfg.faults,
+        FaultPlan {
+            rate: 1.0,
+            kinds: vec![
+                FaultKind::SubscriptionRequired,
+                FaultKind::BudgetExhausted,
+                FaultKind::BadRequest,
+                FaultKind::NotFound,
+                FaultKind::Conflict,
+                FaultKind::Unprocessable,
+                FaultKind::InternalError,
+                FaultKind::GatewayTimeout,
+            ],
+            seed: DEFAULT_SEED,
+            endpoint: Some(FaultEndpoint::Leads),
+            after: 3,
+        }
+    );
+    assert_eq!(cfg.slow_ms, 250);
+    let cfg = Cli::try_parse_from(["x"])
+        .expect("parse")
+        .args
+        .to_config()
+        .expect("config");
+    assert_eq!((cfg.faults.rate, cfg.slow_ms), (0.0, SLOW_FAULT_MS));
     assert!(server::well_formed_key(EXAMPLE_KEY));
     assert!(server::well_formed_key(KEY));
+}
+
+#[test]
+fn keys_are_checked_as_the_contract_documents_them() {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: SimulateArgs,
+    }
+    // Prefix and length are all the contract fixes: any visible ASCII after the prefix is a key.
+    for good in [
+        KEY,
+        "ctgo_with-dash.and~tilde000000000000000000000",
+        "ctgo_!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~01234567",
+    ] {
+        assert_eq!(good.len(), 45, "{good}");
+        assert!(server::well_formed_key(good), "{good}");
+    }
+    for bad in [
+        "ctgo_short",
+        "xtgo_test_key_0000000000000000000000000000000",
+        "ctgo_test_key_00000000000000000000000000000000",
+        "ctgo_test key_0000000000000000000000000000000",
+        "ctgo_test\tkey_0000000000000000000000000000000",
+        "ctgo_test_key_00000000000000000000000000000é",
+    ] {
+        assert!(!server::well_formed_key(bad), "{bad:?}");
+    }
+    let cli = Cli::try_parse_from([
+        "x",
+        "--key",
+        "ctgo_with-dash.and~tilde000000000000000000000",
+    ])
+    .expect("parse");
+    assert!(
+        cli.args.to_config().is_ok(),
+        "a key with a dash is accepted"
+    );
+    let cli = Cli::try_parse_from([
+        "x",
+        "--key",
+        "ctgo_with space000000000000000000000000000000",
+    ])
+    .expect("parse");
+    let err = cli.args.to_config().expect_err("a space is refused");
+    assert!(err.to_string().contains("visible ASCII"), "{err}");
 }
 
 /// Not an assertion: how fast 100k leads are served in 500-lead pages.

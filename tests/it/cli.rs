@@ -462,3 +462,70 @@ fn exhausted_credits_stop_the_job_with_a_message() {
     );
     assert_eq!(sim.requests().leads, 1, "not retried");
 }
+
+#[test]
+fn a_key_with_punctuation_is_accepted_by_the_client_and_the_simulator() {
+    // The contract fixes only the prefix and the length of a key.
+    let key = "ctgo_test-0123456789.abcdefghijklmnopqrstuvwx";
+    assert_eq!(key.len(), 45);
+    let sim = sim(20);
+    let t = TestDir::new();
+    let (dest, path) = t.sqlite();
+    let run = Run::from_output(
+        sync_cmd(&sim, &dest, &[])
+            .env("CTGO_API_KEY", key)
+            .output()
+            .unwrap(),
+    );
+    run.assert_code(0);
+    assert_eq!(sqlite_lead_ids(&path), expected_ids(&sim));
+    assert!(!run.stderr.contains(&key[5..]));
+}
+
+#[test]
+fn config_file_settings_yield_to_the_environment_and_to_flags_both_ways() {
+    let sim = sim(30);
+    let t = TestDir::new();
+    let from_file = t.path("from-file.db");
+    let from_env = t.path("from-env.db");
+    let config = t.path("ctgo-export.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "dest = \"sqlite:{}\"\njson = true\nrequests_per_minute = 0\ntimeout = \"1 fortnight\"\n",
+            from_file.display()
+        ),
+    )
+    .unwrap();
+    let run = |env: &[(&str, String)], flags: &[&str]| {
+        let mut c = command();
+        c.env("CTGO_API_KEY", KEY)
+            .args(["sync", "--base-url", &sim.base_url(), "--config"])
+            .arg(&config)
+            .args(flags);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        Run::from_output(c.output().unwrap())
+    };
+    // The file's (bad) timeout is used when nothing overrides it: a usage error.
+    let r = run(&[], &[]);
+    r.assert_code(2);
+    assert!(r.stderr.contains("--timeout"), "{}", r.stderr);
+    // The environment overrides the file: its destination, its timeout.
+    let env = [
+        ("CTGO_DEST", format!("sqlite:{}", from_env.display())),
+        ("CTGO_TIMEOUT", "30s".to_string()),
+    ];
+    let r = run(&env, &[]);
+    r.assert_code(0);
+    assert_eq!(r.job()["status"], "COMPLETED", "json = true from the file");
+    assert!(from_env.exists() && !from_file.exists());
+    // A flag turns off what the file turns on.
+    let r = run(&env, &["--no-json"]);
+    r.assert_code(0);
+    assert_eq!(r.stdout.trim(), "", "--no-json beats json = true");
+    // And a flag beats the environment.
+    let r = run(&env, &["--timeout", "0s"]);
+    r.assert_code(2);
+}

@@ -71,6 +71,8 @@ pub fn command() -> Command {
         "CTGO_LOOKBACK",
         "CTGO_SINCE",
         "CTGO_REQUESTS_PER_MINUTE",
+        "CTGO_MAX_RETRIES",
+        "CTGO_TIMEOUT",
         "CTGO_TEST_CRASH_AT",
         "CTGO_TEST_INTERRUPT_AT",
         "RUST_LOG",
