@@ -1237,6 +1237,47 @@ fn churn(sim: &Simulator, round: usize) {
     }
 }
 
+/// The checks gathered by [`recover_and_snapshot`], read in one reader call, and one report of
+/// every one that fails.
+fn assert_checks(t: &Target, d: Dest, checks: &[(String, PathBuf, Expected, Mode)], after: &str) {
+    let dirs: Vec<PathBuf> = checks.iter().map(|c| c.1.clone()).collect();
+    let found = t.read_many(&dirs);
+    let failed: Vec<String> = checks
+        .iter()
+        .zip(&found)
+        .filter_map(|((label, _, exp, mode), f)| {
+            let bad = violations(f, exp, d, *mode);
+            (!bad.is_empty())
+                .then(|| format!("{label} ({mode:?}):\n    - {}", bad.join("\n    - ")))
+        })
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{d:?}: after {after}:\n  {}",
+        failed.join("\n  ")
+    );
+}
+
+/// `inner` run under strace, tracing `syscalls` and injecting `inject` into them (strace's
+/// `-e inject=` syntax without the syscall list).
+fn under_strace(inner: std::process::Command, syscalls: &str, inject: &str) -> Run {
+    let mut cmd = std::process::Command::new("strace");
+    cmd.args(["-f", "-qq", "-o", "/dev/null"])
+        .arg("-e")
+        .arg(format!("trace={syscalls}"))
+        .arg("-e")
+        .arg(format!("inject={syscalls}:{inject}"))
+        .arg(inner.get_program())
+        .args(inner.get_args());
+    for (k, v) in inner.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    Run::from_output(cmd.output().expect("run strace"))
+}
+
 /// One destination's state after a crash, then after the clean run that recovers it: both
 /// snapshots join `checks` (partial before recovery, complete after).
 fn recover_and_snapshot(
@@ -1528,22 +1569,7 @@ fn an_interrupt_keeps_the_ledger_in_step_with_the_data(d: Dest) {
         cancelled >= 2,
         "{d:?}: only {cancelled} runs were cancelled"
     );
-    let dirs: Vec<PathBuf> = checks.iter().map(|c| c.1.clone()).collect();
-    let found = t.read_many(&dirs);
-    let failed: Vec<String> = checks
-        .iter()
-        .zip(&found)
-        .filter_map(|((label, _, exp, mode), f)| {
-            let bad = violations(f, exp, d, *mode);
-            (!bad.is_empty())
-                .then(|| format!("{label} ({mode:?}):\n    - {}", bad.join("\n    - ")))
-        })
-        .collect();
-    assert!(
-        failed.is_empty(),
-        "{d:?}: after interrupts:\n  {}",
-        failed.join("\n  ")
-    );
+    assert_checks(&t, d, &checks, "interrupts");
 }
 
 /// Kill at the N-th `fsync`/`fdatasync`, or the N-th `rename`, with strace's fault injection:
@@ -1565,22 +1591,11 @@ fn kill_at_the_nth_fsync_or_rename_with_strace(d: Dest) {
         for &n in nths {
             churn(&sim, round);
             round += 1;
-            let inner = t.cmd(&sim, PAGE);
-            let mut cmd = std::process::Command::new("strace");
-            cmd.args(["-f", "-qq", "-o", "/dev/null"])
-                .arg("-e")
-                .arg(format!("trace={syscalls}"))
-                .arg("-e")
-                .arg(format!("inject={syscalls}:signal=KILL:when={n}"))
-                .arg(inner.get_program())
-                .args(inner.get_args());
-            for (k, v) in inner.get_envs() {
-                match v {
-                    Some(v) => cmd.env(k, v),
-                    None => cmd.env_remove(k),
-                };
-            }
-            let run = Run::from_output(cmd.output().expect("run strace"));
+            let run = under_strace(
+                t.cmd(&sim, PAGE),
+                syscalls,
+                &format!("signal=KILL:when={n}"),
+            );
             if run.code != 0 {
                 kills += 1;
             }
@@ -1588,17 +1603,7 @@ fn kill_at_the_nth_fsync_or_rename_with_strace(d: Dest) {
             recover_and_snapshot(&mut t, &sim, d, label.clone(), &mut checks);
         }
     }
-    let dirs: Vec<PathBuf> = checks.iter().map(|c| c.1.clone()).collect();
-    let found = t.read_many(&dirs);
-    let failed: Vec<String> = checks
-        .iter()
-        .zip(&found)
-        .filter_map(|((label, _, exp, mode), f)| {
-            let bad = violations(f, exp, d, *mode);
-            (!bad.is_empty()).then(|| format!("{label}:\n    - {}", bad.join("\n    - ")))
-        })
-        .collect();
-    assert!(failed.is_empty(), "{d:?}:\n  {}", failed.join("\n  "));
+    assert_checks(&t, d, &checks, "strace kills");
     eprintln!("{d:?}: strace killed {kills} of {round} runs");
     assert!(kills >= 5, "{d:?}: only {kills} runs were killed");
 }
@@ -1620,20 +1625,11 @@ fn a_full_disk_fails_the_job_and_loses_nothing(d: Dest) {
         .enumerate()
     {
         churn(&sim, round);
-        let inner = t.cmd(&sim, PAGE);
-        let mut cmd = std::process::Command::new("strace");
-        cmd.args(["-f", "-qq", "-o", "/dev/null", "-e", "trace=pwrite64"])
-            .arg("-e")
-            .arg(format!("inject=pwrite64:error=ENOSPC:when={n}"))
-            .arg(inner.get_program())
-            .args(inner.get_args());
-        for (k, v) in inner.get_envs() {
-            match v {
-                Some(v) => cmd.env(k, v),
-                None => cmd.env_remove(k),
-            };
-        }
-        let run = Run::from_output(cmd.output().expect("run strace"));
+        let run = under_strace(
+            t.cmd(&sim, PAGE),
+            "pwrite64",
+            &format!("error=ENOSPC:when={n}"),
+        );
         match run.code {
             0 => {}
             1 => {
@@ -1653,17 +1649,7 @@ fn a_full_disk_fails_the_job_and_loses_nothing(d: Dest) {
         let label = format!("ENOSPC at pwrite #{n}");
         recover_and_snapshot(&mut t, &sim, d, label, &mut checks);
     }
-    let dirs: Vec<PathBuf> = checks.iter().map(|c| c.1.clone()).collect();
-    let found = t.read_many(&dirs);
-    let failed: Vec<String> = checks
-        .iter()
-        .zip(&found)
-        .filter_map(|((label, _, exp, mode), f)| {
-            let bad = violations(f, exp, d, *mode);
-            (!bad.is_empty()).then(|| format!("{label}:\n    - {}", bad.join("\n    - ")))
-        })
-        .collect();
-    assert!(failed.is_empty(), "{d:?}:\n  {}", failed.join("\n  "));
+    assert_checks(&t, d, &checks, "a full disk");
     eprintln!("{d:?}: {failed_jobs} of 9 jobs failed on a full disk");
     assert!(failed_jobs >= 4, "{d:?}: only {failed_jobs} jobs failed");
 }
