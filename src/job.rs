@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -132,6 +132,9 @@ pub struct BadTransition {
 impl JobRecord {
     /// A new job, `PENDING`, with a UUID v7 id (time-ordered, so ids sort by start).
     pub fn new(source_connection_id: Uuid, now: DateTime<Utc>) -> JobRecord {
+        // Times are kept to the millisecond, as they are printed and stored, so that
+        // `duration_seconds` is exactly `completed_at − started_at`.
+        let now = now.trunc_subsecs(3);
         JobRecord {
             id: Uuid::now_v7().to_string(),
             source_connection_id: source_connection_id.to_string(),
@@ -160,6 +163,7 @@ impl JobRecord {
         }
         self.status = next;
         if next.is_final() {
+            let now = now.trunc_subsecs(3);
             self.completed_at = Some(now);
             let ms = (now - self.started_at).num_milliseconds().max(0);
             self.duration_seconds = Some(ms as f64 / 1000.0);
@@ -263,6 +267,19 @@ mod tests {
 
     fn t(s: &str) -> DateTime<Utc> {
         parse_ts(s).unwrap()
+    }
+
+    #[test]
+    fn the_duration_is_exactly_the_difference_of_the_printed_times() {
+        let start = t("2026-11-23T10:00:00.000Z") + chrono::Duration::microseconds(999);
+        let mut job = JobRecord::new(Uuid::nil(), start);
+        job.transition(JobStatus::Running, start).unwrap();
+        let end = t("2026-11-23T10:00:04.210Z") + chrono::Duration::microseconds(1);
+        job.transition(JobStatus::Completed, end).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&job.to_json_line()).unwrap();
+        assert_eq!(v["started_at"], "2026-11-23T10:00:00.000Z");
+        assert_eq!(v["completed_at"], "2026-11-23T10:00:04.210Z");
+        assert_eq!(v["duration_seconds"], 4.21);
     }
 
     #[test]

@@ -155,23 +155,22 @@ pub async fn run_sync(cfg: JobConfig, cancel: Cancel) -> Result<JobOutcome, Dest
     for t in &cfg.tables {
         job.touch_table(t.name());
     }
-    dest.state()
-        .save_job(&job)
-        .map_err(DestError::sql("recording the job"))?;
+    // From here on every end, failures included, is a job record (`--json` prints it).
+    if let Err(e) = dest.state().save_job(&job) {
+        let e = DestError::sql("recording the job")(e);
+        return finish_failed(dest, job, StepError::Dest(e), 0);
+    }
     tracing::info!(job_id = %job.id, dest = %dest.describe(), "Export job created.");
 
     let client = match ApiClient::new(cfg.key.clone(), cfg.client_options()) {
         Ok(c) => Arc::new(c),
         Err(e) => return finish_failed(dest, job, StepError::Api(e), 0),
     };
-    job.transition(JobStatus::Running, Utc::now())
-        .map_err(|e| DestError::Format {
-            what: "job".into(),
-            message: e.to_string(),
-        })?;
-    dest.state()
-        .save_job(&job)
-        .map_err(DestError::sql("recording the job"))?;
+    let _ = job.transition(JobStatus::Running, Utc::now());
+    if let Err(e) = dest.state().save_job(&job) {
+        let e = DestError::sql("recording the job")(e);
+        return finish_failed(dest, job, StepError::Dest(e), 0);
+    }
 
     let mut run = JobRun {
         cfg: &cfg,
