@@ -49,7 +49,7 @@ pub enum ApiError {
     #[error("API v1 was removed; use {DEFAULT_BASE_URL} (--base-url) (410 Gone from {endpoint})")]
     Gone { endpoint: String },
     /// 422.
-    #[error("the API could not process {endpoint} (422 Unprocessable Entity{}): check --stream and --since{}", code_suffix(.code), message_suffix(.message))]
+    #[error("the API could not process {endpoint} (422 Unprocessable Entity{}): check the stream ids given (--stream) and, on a first run, --since; if they are right, the API's message below says what it refused{}", code_suffix(.code), message_suffix(.message))]
     Unprocessable {
         endpoint: String,
         code: Option<String>,

@@ -19,10 +19,12 @@
 //! - pagination ends on `hasMore: false`, an empty page, a short page (when `hasMore` is not
 //!   given), or a page that brings no id the last pages did not (a server ignoring `offset`,
 //!   or a page's worth of leads arriving at the front between two requests). That last stop
-//!   is a guess, not the end: the pages read are committed, but the cursor stays and the job
-//!   fails ([`StepError::Incomplete`]), since on a newest-first API the unread pages hold the
-//!   oldest leads, which a moved cursor would never ask for again. (So do a page served twice,
-//!   and more pages than `total` implies.)
+//!   is a guess, not the end (so are a page served twice and more pages than `total`
+//!   implies): the pages read are committed and the job fails ([`StepError::Incomplete`])
+//!   after the other tables, but the cursor stays, since on a newest-first API the unread pages
+//!   hold the oldest leads, which a moved cursor would never ask for again. Only when the pages
+//!   read came oldest first (`discoveredAt` rose and never fell) does it move to the newest
+//!   lead read. A page the API marks as the last ends the export whatever ids it holds.
 //!
 //! Pages go through three stages: the fetcher (an async task: HTTP, the envelope, the rate
 //! limit; two requests in flight once pages come back full), [`MAPPERS`] mapper threads (JSON
@@ -75,13 +77,20 @@ pub enum StepError {
     Cancelled,
     /// Pagination stopped on a guess (a page served again, a page with no new id, more pages
     /// than `total` implies), not at the end the API announced. Leads on pages never read may
-    /// be older than the cursor would become, so the cursor must stay.
-    #[error(
-        "{0}; the leads read so far are kept, but the cursor was not moved, so the next run reads this window again"
-    )]
-    Incomplete(String),
+    /// be older than the cursor would become, so the cursor stays, unless the pages read came
+    /// oldest first (then every lead older than the newest read was on them).
+    #[error("{why}; {}", incomplete_outcome(*.cursor_moved))]
+    Incomplete { why: String, cursor_moved: bool },
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+fn incomplete_outcome(cursor_moved: bool) -> &'static str {
+    if cursor_moved {
+        "the leads read are kept and, as the pages came oldest first, the cursor moved to the newest of them: the next run goes on from there"
+    } else {
+        "the leads read are kept, but the cursor was not moved, so the next run reads this window again"
+    }
 }
 
 /// What a finished job reports.
@@ -266,7 +275,12 @@ fn finish_failed(
     let kept = if matches!(err, StepError::Dest(_)) {
         Err(None)
     } else {
-        dest.commit(true).map_err(Some)
+        // The counts commit with the pages they count, as at every commit.
+        dest.state()
+            .save_job(&job)
+            .map_err(DestError::sql("recording job counts"))
+            .and_then(|()| dest.commit(true))
+            .map_err(Some)
     };
     let mut job = match kept {
         Ok(_) => job,
@@ -287,7 +301,7 @@ fn finish_failed(
             StepError::Api(_) => "api",
             StepError::Dest(_) => "destination",
             StepError::Cancelled => "cancelled",
-            StepError::Incomplete(_) => "pagination",
+            StepError::Incomplete { .. } => "pagination",
             StepError::Internal(_) => "internal",
         },
         "refused": exit_code == exit::REFUSED,
@@ -330,6 +344,8 @@ enum Msg {
         mapped: crate::mapping::Mapped,
         records: usize,
         total: Option<u64>,
+        /// The API said this page ends the export.
+        last: bool,
     },
     /// Pagination ended: at the end the API announced, or (`early`, with the reason) on a
     /// guess.
@@ -369,15 +385,24 @@ impl ExtractClock {
 }
 
 impl JobRun<'_> {
+    /// Every table and scope in turn. A scope whose pagination stopped on a guess does not
+    /// stop the others (each has its own cursor); the job fails at the end with its reason.
     async fn run_tables(&mut self) -> Result<(), StepError> {
+        let mut incomplete = None;
         for table in self.cfg.tables.clone() {
             match table {
                 Table::Leads => {
-                    if self.cfg.streams.is_empty() {
-                        self.leads_scope(None).await?;
+                    let scopes: Vec<Option<i64>> = if self.cfg.streams.is_empty() {
+                        vec![None]
                     } else {
-                        for s in self.cfg.streams.clone() {
-                            self.leads_scope(Some(s)).await?;
+                        self.cfg.streams.iter().copied().map(Some).collect()
+                    };
+                    for s in scopes {
+                        match self.leads_scope(s).await {
+                            Err(e @ StepError::Incomplete { .. }) => {
+                                incomplete.get_or_insert(e);
+                            }
+                            r => r?,
                         }
                     }
                 }
@@ -385,7 +410,7 @@ impl JobRun<'_> {
                 _ => {}
             }
         }
-        Ok(())
+        incomplete.map_or(Ok(()), Err)
     }
 
     fn map_ctx(&self) -> MapContext {
@@ -488,9 +513,13 @@ impl JobRun<'_> {
         // The counts of every page staged, also when the writer stopped early: a failing job
         // commits what is staged, a cancelled one rolls it back and reads the counts back.
         self.job = job;
-        // The fetcher's error first: when it fails, the writer only sees the pages stop.
-        fetched?;
-        written?;
+        match (fetched, written) {
+            // A destination error first: it decides that staged pages are rolled back.
+            (_, Err(e @ StepError::Dest(_))) => return Err(e),
+            // Then the fetcher's: when it fails, the writer only sees the pages stop.
+            (Err(e), _) | (Ok(()), Err(e)) => return Err(e),
+            (Ok(()), Ok(())) => {}
+        }
         if self.cancel.is_cancelled() {
             return Err(StepError::Cancelled);
         }
@@ -751,10 +780,12 @@ impl Drop for Prefetch {
 
 /// A page as the fetcher hands it to the mapper.
 enum RawMsg {
-    /// A page, with its `_extracted_at` ([`ExtractClock`]).
+    /// A page, with its `_extracted_at` ([`ExtractClock`]); `last` when the API said it ends
+    /// the export.
     Page {
         page: crate::api::LeadsPage,
         extracted_at_ms: i64,
+        last: bool,
     },
     /// Pagination ended: at the end the API announced, or (`early`, with the reason) on a
     /// guess.
@@ -838,6 +869,7 @@ async fn fetch_leads(
             .wait_for(tx.send(RawMsg::Page {
                 page,
                 extracted_at_ms,
+                last: end,
             }))
             .await
             .is_err()
@@ -886,6 +918,7 @@ fn map_leads_pages(
             RawMsg::Page {
                 page,
                 extracted_at_ms,
+                last,
             } => {
                 let texts: Vec<&str> = page.records.iter().collect();
                 let ctx = MapContext {
@@ -897,6 +930,7 @@ fn map_leads_pages(
                     mapped,
                     records: page.records.len(),
                     total: page.total,
+                    last,
                 }
             }
             RawMsg::Done { pages, early } => Msg::Done { pages, early },
@@ -931,6 +965,7 @@ fn write_leads(
     let mut clock = StageClock::new("write");
     // Ids of the last pages: a page with none new means a server that ignores `offset`.
     let mut recent: VecDeque<HashSet<i64>> = VecDeque::new();
+    let mut order = Ascending::default();
     let mut pages = 0u64;
     // The mappers take turns: page k comes from mapper k % MAPPERS.
     let turns = rxs.len();
@@ -940,8 +975,9 @@ fn write_leads(
         }
         pages += 1;
         let msg = match msg {
-            Msg::Page { mapped, .. }
-                if repeats_recent(&mut recent, mapped.keys.iter().map(|k| k.id)) =>
+            // (The page the API said is the last ends the export whatever it holds.)
+            Msg::Page { mapped, last, .. }
+                if !last && repeats_recent(&mut recent, mapped.keys.iter().map(|k| k.id)) =>
             {
                 Msg::Done {
                     pages,
@@ -958,7 +994,9 @@ fn write_leads(
                 mapped,
                 records,
                 total,
+                ..
             } => {
+                order.observe(mapped.keys.iter().filter_map(|k| k.cursor_ms));
                 if progress.length() == Some(0)
                     && let Some(t) = total
                 {
@@ -979,29 +1017,20 @@ fn write_leads(
                 early: Some(why), ..
             } => {
                 // The pages read are real leads, staged with their dedup state: the caller
-                // commits them. Neither the cursor nor (full refresh) deletions may follow
-                // from an export that did not see every page.
-                tracing::warn!(scope, pages, "{why}; the cursor stays where it was.");
-                return Err(StepError::Incomplete(why));
+                // commits them. Deletions (full refresh) never follow from an export that did
+                // not see every page, and the cursor only when the pages came oldest first:
+                // then every lead older than the newest read was on them (late ones are read
+                // again through the lookback, as always).
+                let cursor_moved = order.holds();
+                if cursor_moved {
+                    stage_cursor(dest, scope, cursor, max_cursor, &ctx, &job.id)?;
+                }
+                let e = StepError::Incomplete { why, cursor_moved };
+                tracing::warn!(scope, pages, "{e}");
+                return Err(e);
             }
             Msg::Done { pages, early: None } => {
-                // A record dated in the future (a clock or data error upstream) must not push
-                // the cursor past now: every later lead would fall before `since`.
-                let ceiling = ctx.extracted_at_ms + MAX_CURSOR_AHEAD_MS;
-                if max_cursor.is_some_and(|c| c > ceiling) {
-                    tracing::warn!(
-                        newest = max_cursor.map(dest::format_ms),
-                        "A lead is dated in the future; the cursor stops at now."
-                    );
-                    max_cursor = Some(ceiling).max(cursor);
-                }
-                if let Some(c) = max_cursor
-                    && Some(c) != cursor
-                {
-                    dest.state()
-                        .set_cursor(scope, c, &job.id)
-                        .map_err(DestError::sql("moving the cursor"))?;
-                }
+                stage_cursor(dest, scope, cursor, max_cursor, &ctx, &job.id)?;
                 if full {
                     let deleted = mark_gone(dest, table, &job.id, streams)?;
                     job.add_counts(
@@ -1037,6 +1066,61 @@ fn write_leads(
     ))
 }
 
+/// Stage the move of `scope`'s cursor from `cursor` to `newest` (the newest `discoveredAt`
+/// staged), but never past now plus [`MAX_CURSOR_AHEAD_MS`]: a record dated in the future (a
+/// clock or data error upstream) would put every later lead before `since`.
+fn stage_cursor(
+    dest: &mut dyn Destination,
+    scope: &str,
+    cursor: Option<i64>,
+    mut newest: Option<i64>,
+    ctx: &MapContext,
+    job_id: &str,
+) -> Result<(), DestError> {
+    let ceiling = ctx.extracted_at_ms + MAX_CURSOR_AHEAD_MS;
+    if newest.is_some_and(|c| c > ceiling) {
+        tracing::warn!(
+            newest = newest.map(dest::format_ms),
+            "A lead is dated in the future; the cursor stops at now."
+        );
+        newest = Some(ceiling).max(cursor);
+    }
+    if let Some(c) = newest
+        && Some(c) != cursor
+    {
+        dest.state()
+            .set_cursor(scope, c, job_id)
+            .map_err(DestError::sql("moving the cursor"))?;
+    }
+    Ok(())
+}
+
+/// Whether the records read so far came oldest first, in the order served: `discoveredAt`
+/// rose at least once and never fell. (Ties alone prove nothing: a newest-first page of one
+/// second looks the same.)
+#[derive(Default)]
+struct Ascending {
+    last: Option<i64>,
+    rose: bool,
+    fell: bool,
+}
+
+impl Ascending {
+    fn observe(&mut self, cursors: impl IntoIterator<Item = i64>) {
+        for c in cursors {
+            if let Some(last) = self.last {
+                self.rose |= c > last;
+                self.fell |= c < last;
+            }
+            self.last = Some(c);
+        }
+    }
+
+    fn holds(&self) -> bool {
+        self.rose && !self.fell
+    }
+}
+
 /// Whether a page of `n` records, asked with `limit`, is the last: empty, `hasMore: false`, or
 /// short when the API does not say.
 fn last_page(n: usize, has_more: Option<bool>, limit: u32) -> bool {
@@ -1060,6 +1144,132 @@ fn repeats_recent(recent: &mut VecDeque<HashSet<i64>>, ids: impl IntoIterator<It
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A lead discovered at second `sec` after 2026-06-02T09:00:00Z.
+    fn lead_at(id: i64, sec: u32) -> String {
+        format!(
+            r#"{{"id": {id}, "discoveredAt": "2026-06-02T09:{:02}:{:02}Z", "profile": {{"handle": "h{id}"}}}}"#,
+            sec / 60,
+            sec % 60
+        )
+    }
+
+    /// Pages of `(lead, discovered second)`, each marked last or not, through `write_leads` into
+    /// a fresh SQLite destination, then the end marker (`early` as given). The writer's result
+    /// and the cursor it staged.
+    fn write_pages(
+        pages: &[(&[(i64, u32)], bool)],
+        early: Option<&str>,
+    ) -> (Result<(), StepError>, Option<i64>) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut dest = crate::dest::sqlite::SqliteDest::open(&dir.path().join("l.db")).unwrap();
+        let ctx = MapContext {
+            extracted_at_ms: crate::job::parse_ts("2026-06-03T00:00:00Z")
+                .unwrap()
+                .timestamp_millis(),
+            job_id: "job-1".into(),
+        };
+        let (tx, rx) = mpsc::channel(pages.len() + 1);
+        for (leads, last) in pages {
+            let texts: Vec<String> = leads.iter().map(|&(id, s)| lead_at(id, s)).collect();
+            let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+            tx.try_send(Msg::Page {
+                mapped: dedup::map_page(Table::Leads, &texts, &ctx),
+                records: texts.len(),
+                total: None,
+                last: *last,
+            })
+            .unwrap();
+        }
+        tx.try_send(Msg::Done {
+            pages: pages.len() as u64,
+            early: early.map(str::to_string),
+        })
+        .unwrap();
+        let mut job = JobRecord::new(Uuid::nil(), Utc::now());
+        let r = write_leads(
+            &mut dest,
+            vec![rx],
+            &mut job,
+            ctx,
+            "leads",
+            None,
+            false,
+            &[],
+            &Cancel::new(),
+            &ProgressBar::hidden(),
+        );
+        let cursor = dest.state().cursor("leads").unwrap();
+        (r, cursor)
+    }
+
+    fn at(sec: u32) -> Option<i64> {
+        Some(
+            crate::job::parse_ts(&format!("2026-06-02T09:{:02}:{:02}Z", sec / 60, sec % 60))
+                .unwrap()
+                .timestamp_millis(),
+        )
+    }
+
+    #[test]
+    fn a_page_of_seen_ids_ends_pagination_early_and_the_cursor_stays() {
+        // Newest first: the unread pages would hold older leads.
+        let (r, cursor) = write_pages(
+            &[(&[(3, 30), (2, 20)], false), (&[(2, 20), (3, 30)], false)],
+            None,
+        );
+        assert!(
+            matches!(
+                r,
+                Err(StepError::Incomplete {
+                    cursor_moved: false,
+                    ..
+                })
+            ),
+            "{r:?}"
+        );
+        assert_eq!(cursor, None);
+        // The same page marked last by the API (offsets shifted under the final request): the
+        // export is complete.
+        let (r, cursor) = write_pages(
+            &[(&[(3, 30), (2, 20)], false), (&[(2, 20), (3, 30)], true)],
+            None,
+        );
+        assert!(r.is_ok(), "{r:?}");
+        assert_eq!(cursor, at(30));
+    }
+
+    #[test]
+    fn an_early_end_moves_the_cursor_only_after_pages_that_came_oldest_first() {
+        let why = Some("the API served the same leads page again");
+        let (r, cursor) = write_pages(&[(&[(1, 10), (2, 20), (3, 20)], false)], why);
+        assert!(
+            matches!(
+                r,
+                Err(StepError::Incomplete {
+                    cursor_moved: true,
+                    ..
+                })
+            ),
+            "{r:?}"
+        );
+        assert_eq!(cursor, at(20));
+        // Newest first, or all in one second (no evidence of an order): the cursor stays.
+        for page in [&[(3, 20), (2, 20), (1, 10)][..], &[(1, 20), (2, 20)][..]] {
+            let (r, cursor) = write_pages(&[(page, false)], why);
+            assert!(
+                matches!(
+                    r,
+                    Err(StepError::Incomplete {
+                        cursor_moved: false,
+                        ..
+                    })
+                ),
+                "{page:?}: {r:?}"
+            );
+            assert_eq!(cursor, None, "{page:?}");
+        }
+    }
 
     #[test]
     fn extraction_stamps_increase_strictly_even_when_the_clock_does_not() {

@@ -28,7 +28,9 @@ use std::time::Duration;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
-use ctgo_export::simulator::{Ordering, Simulator, SinceBoundary};
+use ctgo_export::simulator::{
+    FaultEndpoint, FaultKind, FaultPlan, Ordering, Simulator, SinceBoundary,
+};
 
 use crate::common::*;
 
@@ -1524,6 +1526,56 @@ fn a_kill_during_a_full_refresh_marks_each_gone_lead_once(d: Dest) {
     assert!(killed >= 3, "{d:?}: only {killed} runs were killed");
 }
 
+/// A job that fails on the API (a 404 on the 4th leads request) keeps the pages it read, and
+/// their counts commit with them: a kill right after any state commit of such a job, or none,
+/// leaves the ledger adding up to the rows once the next run has recovered.
+fn a_failed_job_commits_its_pages_with_their_counts(d: Dest) {
+    let Some(mut t) = Target::new(d) else { return };
+    let sim = sim_with(|c| c.leads = 500);
+    t.sync(&sim, PAGE);
+    let mut checks: Vec<(String, PathBuf, Expected, Mode)> = Vec::new();
+    let mut killed = 0;
+    for (round, spec) in [None, Some(1), Some(2), Some(3), Some(4)]
+        .into_iter()
+        .enumerate()
+    {
+        churn(&sim, round);
+        sim.add_leads(400);
+        sim.update(|c| {
+            c.faults = FaultPlan::always(FaultKind::NotFound)
+                .on(FaultEndpoint::Leads)
+                .after(3)
+        });
+        let mut cmd = t.cmd(&sim, PAGE);
+        if let Some(n) = spec {
+            cmd.env("CTGO_TEST_CRASH_AT", format!("state.commit.after:{n}"));
+        }
+        let run = Run::from_output(cmd.output().expect("run ctgo-export"));
+        match run.code {
+            137 => killed += 1,
+            1 => {
+                let job = run.job();
+                assert_eq!(job["status"], "FAILED", "{d:?} {spec:?}: {job}");
+                assert!(
+                    leads_counts(&job).0 > 0,
+                    "{d:?} {spec:?}: no page kept: {job}"
+                );
+            }
+            code => panic!("{d:?} {spec:?}: exit {code}: {}", run.stderr),
+        }
+        sim.update(|c| c.faults = FaultPlan::default());
+        recover_and_snapshot(
+            &mut t,
+            &sim,
+            d,
+            format!("404, then kill at commit {spec:?}"),
+            &mut checks,
+        );
+    }
+    assert_checks(&t, d, &checks, "failed jobs");
+    assert!(killed >= 2, "{d:?}: only {killed} runs were killed");
+}
+
 /// A SIGINT at the N-th staged page: the job ends CANCELLED, what it committed stays, and its
 /// counts in the ledger are those of what it committed (not of pages rolled back, not of the
 /// ledger as it was before the pages it did commit), so the ledger keeps adding up to the rows.
@@ -1954,4 +2006,5 @@ conformance!(
     an_interrupt_keeps_the_ledger_in_step_with_the_data,
     a_full_disk_fails_the_job_and_loses_nothing,
     a_kill_during_a_full_refresh_marks_each_gone_lead_once,
+    a_failed_job_commits_its_pages_with_their_counts,
 );

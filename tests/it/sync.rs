@@ -126,6 +126,45 @@ fn a_server_that_ignores_offset_does_not_loop_and_moves_no_cursor() {
 }
 
 #[test]
+fn a_server_that_ignores_offset_and_lists_oldest_first_moves_the_cursor_to_what_was_read() {
+    // Oldest first, every lead older than the newest read was on the page: the cursor may
+    // move there, and the next run goes on from it (the job still fails: the API pages
+    // wrongly). The sync_runs table is still exported.
+    let sim = sim_with(|c| {
+        c.leads = 700;
+        c.ignore_offset = true;
+        c.ordering = Ordering::OldestFirst;
+    });
+    let t = TestDir::new();
+    let (dest, path) = t.sqlite();
+    let run = sync(&sim, &dest, &["--page-size", "100"]);
+    run.assert_code(1);
+    let job = run.job();
+    assert_eq!(job["status"], "FAILED", "{job}");
+    assert!(
+        job["error"].as_str().unwrap().contains("cursor moved"),
+        "{job}"
+    );
+    assert_eq!(query_i64(&path, "SELECT count(*) FROM leads"), 100);
+    assert_eq!(
+        query_i64(&path, "SELECT count(*) FROM sync_runs") as usize,
+        sim.run_ids().len(),
+        "the runs are exported all the same"
+    );
+    let newest = query_i64(
+        &path,
+        "SELECT CAST(strftime('%s', max(discovered_at)) AS INTEGER) * 1000 FROM leads",
+    );
+    assert_eq!(
+        query_i64(
+            &path,
+            "SELECT cursor_ms FROM _ctgo_cursor WHERE scope = 'leads'"
+        ),
+        newest
+    );
+}
+
+#[test]
 fn a_page_of_arrivals_between_two_requests_loses_no_older_lead() {
     // Newest first, and a page's worth of leads arrives at the front after the first page: the
     // second page is the first one again, so pagination must stop. Moving the cursor to the
