@@ -130,9 +130,10 @@ impl FileStore {
     /// open state transaction, commit it, rename the ones to publish into place and mark them
     /// published. Commits the state even when `ready` is empty.
     ///
-    /// `ready` is emptied as soon as the state commit succeeded: from then on the files belong
-    /// to the destination, and a later error (a failed rename) is repaired by [`Self::recover`],
-    /// never by deleting them. Returns how many files were published.
+    /// The state commit is the commit point. `ready` is emptied as soon as it succeeded: from
+    /// then on the files belong to the destination, and a later failure (a rename, the mark)
+    /// neither undoes nor fails what is committed; it is logged, and [`Self::recover`] puts
+    /// the files in place at the next start. Returns how many files were published.
     pub fn commit_files(&mut self, ready: &mut Vec<StagedFile>) -> Result<usize, DestError> {
         for f in ready.iter() {
             self.store
@@ -150,9 +151,20 @@ impl FileStore {
             .commit()
             .map_err(DestError::sql("committing the state store"))?;
         let done = std::mem::take(ready);
+        match self.publish(&done) {
+            Ok(n) => Ok(n),
+            Err(e) => {
+                warn!(error = %e, "Committed, but not every file could be put in place yet; the next run does it.");
+                Ok(0)
+            }
+        }
+    }
+
+    /// Steps 3 to 5: rename committed files into place, sync their directories, mark them.
+    fn publish(&mut self, done: &[StagedFile]) -> Result<usize, DestError> {
         let mut dirs = BTreeSet::new();
         let mut published = Vec::new();
-        for f in &done {
+        for f in done {
             if !f.publish {
                 continue;
             }

@@ -314,6 +314,14 @@ impl StateStore {
         Ok(())
     }
 
+    /// Remove `scope`'s cursor (staged, like every change).
+    pub fn clear_cursor(&mut self, scope: &str) -> rusqlite::Result<()> {
+        self.begin()?;
+        self.conn
+            .execute("DELETE FROM _ctgo_cursor WHERE scope = ?1", [scope])?;
+        Ok(())
+    }
+
     // ---- dedup state --------------------------------------------------------------------
 
     /// What was committed (or staged) for these ids.
@@ -559,22 +567,16 @@ impl StateStore {
         Ok(())
     }
 
-    /// Runs that were not finished when last extracted.
-    pub fn unfinished_runs(&self) -> rusqlite::Result<Vec<i64>> {
+    /// Runs that were not finished when last extracted, triggered at most `max_age_ms` before
+    /// the newest run known (a run without `triggeredAt` is not waited for).
+    pub fn unfinished_runs(&self, max_age_ms: i64) -> rusqlite::Result<Vec<i64>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT id FROM _ctgo_seen WHERE tbl = ?1 AND finished = 0 AND deleted = 0",
+            "SELECT id FROM _ctgo_seen
+             WHERE tbl = ?1 AND finished = 0 AND deleted = 0
+               AND cursor_ms >= (SELECT max(cursor_ms) FROM _ctgo_seen WHERE tbl = ?1) - ?2",
         )?;
-        let rows = stmt.query_map([tbl_code(Table::SyncRuns)], |r| r.get(0))?;
+        let rows = stmt.query_map(params![tbl_code(Table::SyncRuns), max_age_ms], |r| r.get(0))?;
         rows.collect()
-    }
-
-    /// How many ids of `table` the store knows.
-    pub fn seen_count(&self, table: Table) -> rusqlite::Result<i64> {
-        self.conn.query_row(
-            "SELECT count(*) FROM _ctgo_seen WHERE tbl = ?1",
-            [tbl_code(table)],
-            |r| r.get(0),
-        )
     }
 
     /// True the first time a reject with this content hash is recorded (so a malformed record
@@ -789,6 +791,36 @@ mod tests {
             .collect();
         v.sort();
         v
+    }
+
+    #[test]
+    fn unfinished_runs_are_waited_for_until_a_day_of_newer_runs_is_known() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = StateStore::open(&dir.path().join("s.db")).expect("open");
+        let run = |id: i64, cursor_ms: Option<i64>, finished: bool| RowKey {
+            id,
+            hash: id as u128,
+            cursor_ms,
+            stream_id: Some(1),
+            finished,
+        };
+        let day = 24 * 3600 * 1000;
+        store
+            .upsert_seen(
+                Table::SyncRuns,
+                &[
+                    run(1, Some(0), false),          // stuck: a day and more before the newest
+                    run(2, Some(day), false),        // a day before the newest: still waited for
+                    run(3, Some(2 * day), false),    // the newest, running
+                    run(4, Some(2 * day - 5), true), // finished
+                    run(5, None, false),             // no triggeredAt: not waited for
+                ],
+                "job-1",
+            )
+            .expect("upsert");
+        let mut pending = store.unfinished_runs(day).expect("pending");
+        pending.sort();
+        assert_eq!(pending, vec![2, 3]);
     }
 
     #[test]

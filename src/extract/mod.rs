@@ -54,6 +54,18 @@ pub mod dedup;
 
 pub use cancel::Cancel;
 
+/// The state store's mark (kept among the cursors) that the last reading of the runs
+/// listing (`GET /runs`, all streams) reached its end. Only then may the next one stop early
+/// at a page with nothing new: an interrupted reading, or runs seen through the per-stream
+/// endpoint, leave older new runs behind the pages that now look unchanged.
+pub const RUNS_LISTED_SCOPE: &str = "runs:listed";
+
+/// How long a run not seen finished is read again: until a run triggered this much later is
+/// known. Runs last minutes; one still `running` (or in a status the contract does not list,
+/// or with none) a day of runs later is taken as stuck: waiting for it would make every job
+/// read the whole runs listing for ever.
+pub const PENDING_RUN_MAX_AGE_MS: i64 = 24 * 3600 * 1000;
+
 /// How far past the extraction time the cursor may move (clock skew between us and the API).
 pub const MAX_CURSOR_AHEAD_MS: i64 = 60_000;
 
@@ -536,15 +548,20 @@ impl JobRun<'_> {
             let d = self.dest.as_mut().expect("destination present");
             let pending: HashSet<i64> = d
                 .state()
-                .unfinished_runs()
+                .unfinished_runs(PENDING_RUN_MAX_AGE_MS)
                 .map_err(DestError::sql("reading run state"))?
                 .into_iter()
                 .collect();
             let known = d
                 .state()
-                .seen_count(table)
-                .map_err(DestError::sql("reading run state"))?;
-            (pending, known > 0)
+                .cursor(RUNS_LISTED_SCOPE)
+                .map_err(DestError::sql("reading run state"))?
+                .is_some();
+            // Cleared with the first page's commit; set again when this reading is whole.
+            d.state()
+                .clear_cursor(RUNS_LISTED_SCOPE)
+                .map_err(DestError::sql("staging run state"))?;
+            (pending, known)
         };
         let scopes: Vec<Option<i64>> = if self.cfg.streams.is_empty() {
             vec![None]
@@ -629,6 +646,15 @@ impl JobRun<'_> {
             );
         }
         let dest = self.dest.as_mut().expect("destination present");
+        if self.cfg.streams.is_empty() && listed_all {
+            dest.state()
+                .set_cursor(
+                    RUNS_LISTED_SCOPE,
+                    Utc::now().timestamp_millis(),
+                    &self.job.id,
+                )
+                .map_err(DestError::sql("staging run state"))?;
+        }
         dest.state()
             .save_job(&self.job)
             .map_err(DestError::sql("recording job counts"))?;

@@ -1,7 +1,9 @@
 //! `sync` into SQLite against the simulator: the cursor's open points, updates, rejects,
 //! faults, full refresh, runs.
 
-use ctgo_export::simulator::{FaultKind, Ordering, SimConfig, Simulator, SinceBoundary};
+use ctgo_export::simulator::{
+    FaultEndpoint, FaultKind, FaultPlan, Ordering, SimConfig, Simulator, SinceBoundary,
+};
 
 use crate::common::*;
 
@@ -318,6 +320,35 @@ fn full_refresh_marks_gone_leads_deleted_and_keeps_them() {
     // A second full refresh deletes nothing more.
     let job = sync_ok(&sim, &dest, &["--full-refresh"]);
     assert_eq!(leads_counts(&job), (0, 0, 0, 0), "{job}");
+}
+
+#[test]
+fn a_runs_listing_cut_short_is_read_whole_by_the_next_job() {
+    // 500 runs in pages of 100, newest first; the first job's listing stops at its third page.
+    // Its pages are kept, and the next job must not take its unchanged first page for the
+    // end of what is new: the older runs were never read.
+    let sim = sim_with(|c| {
+        c.leads = 100;
+        c.runs_per_stream = 100;
+        c.faults = FaultPlan::always(FaultKind::NotFound)
+            .on(FaultEndpoint::Runs)
+            .after(2);
+    });
+    let t = TestDir::new();
+    let (dest, path) = t.sqlite();
+    sync(&sim, &dest, &[]).assert_code(1);
+    assert_eq!(query_i64(&path, "SELECT count(*) FROM sync_runs"), 200);
+    sim.update(|c| c.faults = FaultPlan::default());
+    let job = sync_ok(&sim, &dest, &[]);
+    assert_eq!(
+        query_i64(&path, "SELECT count(*) FROM sync_runs") as usize,
+        sim.run_ids().len(),
+        "{job}"
+    );
+    // Read whole once, the next quiet job stops at the first page again.
+    sim.reset_stats();
+    sync_ok(&sim, &dest, &[]);
+    assert_eq!(sim.requests().runs, 1, "{:?}", sim.requests());
 }
 
 #[test]
