@@ -6,8 +6,9 @@
 //! (default 1st) that point is reached the process kills itself with SIGKILL — no destructor,
 //! no flush, no unwinding, as a `kill -9` or a power cut would. `CTGO_TEST_INTERRUPT_AT`, in
 //! the same form, sends the process a SIGINT there instead (a user's Ctrl-C at that step; the
-//! signal is handled as any other, so the job stops at its next commit point). Unset, a point
-//! costs one relaxed atomic load.
+//! signal is handled as any other) and, so that the step is exact whichever thread the
+//! handler runs on, asks the job to stop right there as the handler would
+//! ([`on_interrupt`]). Unset, a point costs one relaxed atomic load.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -66,19 +67,26 @@ pub fn point(name: &str) {
             kill_self();
         }
         eprintln!("ctgo-export: test interrupt hook: SIGINT at {name} (hit {hit})");
-        let pid = std::process::id().to_string();
-        let _ = std::process::Command::new("kill")
-            .args(["-INT", &pid])
-            .status();
+        // SAFETY: kill(2) on our own pid; no memory is involved.
+        unsafe { libc::kill(libc::getpid(), libc::SIGINT) };
+        if let Some(stop) = ON_INTERRUPT.get() {
+            stop();
+        }
     }
+}
+
+static ON_INTERRUPT: OnceLock<Box<dyn Fn() + Send + Sync>> = OnceLock::new();
+
+/// What a SIGINT asks of the job (the `sync` command registers its cancel), for the interrupt
+/// hook to do at the exact step.
+pub fn on_interrupt(stop: impl Fn() + Send + Sync + 'static) {
+    let _ = ON_INTERRUPT.set(Box::new(stop));
 }
 
 fn kill_self() -> ! {
     // SIGKILL ourselves: the closest thing to `kill -9` from outside. `abort()` is the fallback
     // (it runs no destructors either).
-    let pid = std::process::id().to_string();
-    let _ = std::process::Command::new("kill")
-        .args(["-9", &pid])
-        .status();
+    // SAFETY: kill(2) on our own pid; no memory is involved.
+    unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
     std::process::abort()
 }

@@ -131,6 +131,10 @@ async fn sync(args: SyncArgs) -> anyhow::Result<i32> {
     let cfg = JobConfig::resolve(&args, std::env::var(config::KEY_ENV).ok())?;
     let cancel = Cancel::new();
     install_signal_handlers(cancel.clone());
+    ctgo_export::fault::on_interrupt({
+        let cancel = cancel.clone();
+        move || cancel.cancel()
+    });
     let json = cfg.json;
     let outcome = match extract::run_sync(cfg, cancel).await {
         Ok(o) => o,

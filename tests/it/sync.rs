@@ -34,8 +34,8 @@ fn first_load_then_quiet_rerun_writes_nothing_and_asks_once() {
         stats.leads, 1,
         "a quiet run needs one leads request: {stats:?}"
     );
-    assert!(
-        stats.runs <= 1,
+    assert_eq!(
+        stats.runs, 1,
         "a quiet run needs one runs request: {stats:?}"
     );
     assert_eq!(sqlite_lead_ids(&path), expected);
