@@ -534,7 +534,7 @@ impl ApiClient {
                 let location = headers
                     .get(header::LOCATION)
                     .and_then(|v| v.to_str().ok())
-                    .map(|l| self.redact(&truncate(l, BODY_SNIPPET_BYTES)))
+                    .map(|l| truncate(&self.redact(l), BODY_SNIPPET_BYTES))
                     .unwrap_or_default();
                 Outcome::Permanent(ApiError::UnexpectedStatus {
                     endpoint: endpoint_s,
@@ -583,7 +583,7 @@ impl ApiClient {
         };
         (
             code.map(|c| self.redact(&c)),
-            self.redact(&truncate(&message, BODY_SNIPPET_BYTES)),
+            truncate(&self.redact(&message), BODY_SNIPPET_BYTES),
         )
     }
 
@@ -599,18 +599,29 @@ impl ApiClient {
         )
     }
 
+    /// The start of a body as one line, key redacted. Redacted before it is cut: cut first, a
+    /// key across the cut would survive in part.
     fn snippet_text(&self, body: &[u8]) -> String {
-        let head = &body[..body.len().min(BODY_SNIPPET_BYTES)];
+        // Enough of the body that a key straddling the snippet's end is still whole.
+        let head = &body[..body.len().min(BODY_SNIPPET_BYTES + 2 * key::KEY_LEN)];
         let text: String = String::from_utf8_lossy(head)
             .chars()
             .map(|c| if c.is_control() { ' ' } else { c })
             .collect();
-        self.redact(text.trim())
+        truncate(self.redact(&text).trim(), BODY_SNIPPET_BYTES)
     }
 
-    /// Replace the key wherever it occurs in text that came from outside.
+    /// Replace the key wherever it occurs in text that came from outside: as it is, and as a
+    /// JSON string holds it (a key may contain `"` or `\`).
     fn redact(&self, s: &str) -> String {
-        s.replace(self.key.expose(), key::REDACTED_KEY)
+        let key = self.key.expose();
+        let out = s.replace(key, key::REDACTED_KEY);
+        match serde_json::to_string(key) {
+            Ok(quoted) if quoted[1..quoted.len() - 1] != *key => {
+                out.replace(&quoted[1..quoted.len() - 1], key::REDACTED_KEY)
+            }
+            _ => out,
+        }
     }
 }
 

@@ -621,13 +621,24 @@ async fn the_key_appears_in_no_debug_error_or_log_line() {
         http("401 Unauthorized", &[], &format!(r#"{{"error":"{KEY}"}}"#)),
         http("400 Bad Request", &[], &echo),
         http("403 Forbidden", &[], &format!(r#"{{"error":"{}"}}"#, KEY)),
+        // The key across the end of what an error quotes: redacted before the cut.
+        http(
+            "400 Bad Request",
+            &[],
+            &format!(r#"{{"error":"bad_request","message":"{}{KEY}"}}"#, "x".repeat(180)),
+        ),
+        http(
+            "301 Moved Permanently",
+            &[("Location", &format!("/{}{KEY}", "y".repeat(185)))],
+            "",
+        ),
         http("200 OK", &[], &format!("not json {KEY}")),
     ])
     .await;
     let c = client(&srv.base(), 3);
     let mut texts = vec![format!("{c:?}")];
     c.leads(&leads_q()).await.expect("page after faults");
-    for _ in 0..4 {
+    for _ in 0..6 {
         let err = c.leads(&leads_q()).await.expect_err("error");
         texts.push(err.to_string());
         texts.push(format!("{err:?}"));
@@ -644,6 +655,7 @@ async fn the_key_appears_in_no_debug_error_or_log_line() {
     for t in &texts {
         assert!(!t.contains(KEY), "key leaked: {t}");
         assert!(!t.contains(&KEY[5..]), "key leaked: {t}");
+        assert!(!t.contains(&KEY[5..15]), "part of the key leaked: {t}");
     }
     assert!(texts[0].contains("ctgo_****"), "{}", texts[0]);
     assert!(
