@@ -452,7 +452,15 @@ impl ApiClient {
             }
         };
         tracing::debug!(endpoint, status, elapsed_ms = elapsed_ms(), "API request.");
-        self.classify(endpoint, status, &headers, &body, what, parse)
+        let outcome = self.classify(endpoint, status, &headers, &body, what, parse);
+        if let Outcome::RateLimited { retry_after } = &outcome
+            && *retry_after <= self.tuning.max_retry_after
+        {
+            // Every request waits it out, not only this one: the other in flight, or one
+            // retrying a 5xx, would only draw another 429 inside the server's window.
+            self.limiter.hold_for(*retry_after).await;
+        }
+        outcome
     }
 
     fn classify<T>(

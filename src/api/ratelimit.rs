@@ -149,6 +149,15 @@ impl<C: Clock> RateLimiter<C> {
         }
     }
 
+    /// No request before `d` from now (a 429's `Retry-After`).
+    pub async fn hold_for(&self, d: Duration) {
+        let mut s = self.state.lock().await;
+        let until = self.clock.now() + d;
+        if s.blocked_until.is_none_or(|b| b < until) {
+            s.blocked_until = Some(until);
+        }
+    }
+
     /// Take the server's `X-RateLimit-Limit` / `X-RateLimit-Remaining` into account.
     pub async fn observe(&self, limit: Option<u32>, remaining: Option<u32>) {
         let mut s = self.state.lock().await;
@@ -250,6 +259,22 @@ mod tests {
         assert_eq!(ms(l.clock().elapsed()), 0);
         l.acquire().await;
         assert_eq!(ms(l.clock().elapsed()), 60_100);
+    }
+
+    #[tokio::test]
+    async fn a_429_holds_every_request_for_its_retry_after() {
+        // Also without a budget of our own (`--requests-per-minute 0`).
+        for rpm in [60, 0] {
+            let l = limiter(rpm);
+            l.acquire().await;
+            l.hold_for(Duration::from_secs(7)).await;
+            // A shorter hold (another 429) does not shorten it.
+            l.hold_for(Duration::from_secs(2)).await;
+            l.acquire().await;
+            assert_eq!(ms(l.clock().elapsed()), 7_000, "rpm {rpm}");
+            l.acquire().await;
+            assert_eq!(ms(l.clock().elapsed()), 7_000, "rpm {rpm}: the hold is over");
+        }
     }
 
     #[tokio::test]
