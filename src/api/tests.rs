@@ -563,10 +563,11 @@ async fn every_error_answer_the_simulator_plays_is_classified_as_the_contract_sa
         base_url: parse_base_url(&sim.base_url()).expect("url"),
         requests_per_minute: 0,
         max_retries: 2,
-        timeout: Duration::from_millis(200),
+        // Far above a normal answer, even on a loaded machine; far below the slow one.
+        timeout: Duration::from_secs(2),
     };
     let c = ApiClient::with_tuning(ApiKey::parse(KEY).expect("key"), opts, tiny()).expect("client");
-    sim.update(|s| s.slow_ms = 5_000);
+    sim.update(|s| s.slow_ms = 120_000);
     sim.inject(FaultKind::Slow, 1);
     assert_eq!(c.leads(&leads_q()).await.expect("page").records.len(), 30);
     assert_eq!((c.stats().requests, c.stats().retries), (2, 1));

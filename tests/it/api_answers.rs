@@ -86,12 +86,12 @@ fn a_timeout_is_retried_and_every_lead_is_exported_once() {
         c.leads = 300;
         // Far beyond the client's timeout below: the client gives up, the simulator never
         // answers in time.
-        c.slow_ms = 10_000;
+        c.slow_ms = 120_000;
     });
     sim.inject(FaultKind::Slow, 2);
     let t = TestDir::new();
     let (dest, path) = t.sqlite();
-    let run = sync(&sim, &dest, &["--page-size", "50", "--timeout", "300ms"]);
+    let run = sync(&sim, &dest, &["--page-size", "50", "--timeout", "2s"]);
     run.assert_code(0);
     let job = run.job();
     assert_eq!(job["status"], "COMPLETED", "{job}");
@@ -208,13 +208,13 @@ fn permanent_answers_stop_the_job_and_leave_the_cursor_for_the_next_run() {
 fn check_retries_a_timeout_and_stops_on_a_403() {
     let sim = sim_with(|c| {
         c.leads = 10;
-        c.slow_ms = 10_000;
+        c.slow_ms = 120_000;
     });
     let check = |sim: &Simulator| {
         Run::from_output(
             command()
                 .env("CTGO_API_KEY", KEY)
-                .env("CTGO_TIMEOUT", "300ms")
+                .env("CTGO_TIMEOUT", "2s")
                 .args(["check", "--base-url", &sim.base_url()])
                 .output()
                 .expect("run ctgo-export check"),
