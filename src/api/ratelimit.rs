@@ -273,7 +273,11 @@ mod tests {
             l.acquire().await;
             assert_eq!(ms(l.clock().elapsed()), 7_000, "rpm {rpm}");
             l.acquire().await;
-            assert_eq!(ms(l.clock().elapsed()), 7_000, "rpm {rpm}: the hold is over");
+            assert_eq!(
+                ms(l.clock().elapsed()),
+                7_000,
+                "rpm {rpm}: the hold is over"
+            );
         }
     }
 

@@ -626,7 +626,10 @@ async fn the_key_appears_in_no_debug_error_or_log_line() {
         http(
             "400 Bad Request",
             &[],
-            &format!(r#"{{"error":"bad_request","message":"{}{KEY}"}}"#, "x".repeat(180)),
+            &format!(
+                r#"{{"error":"bad_request","message":"{}{KEY}"}}"#,
+                "x".repeat(180)
+            ),
         ),
         http(
             "301 Moved Permanently",

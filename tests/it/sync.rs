@@ -77,7 +77,11 @@ fn same_second_and_late_leads_are_caught_under_every_ordering_and_boundary() {
 
 #[test]
 fn leads_arriving_between_pages_are_exported_exactly_once() {
-    for ordering in [Ordering::NewestFirst, Ordering::OldestFirst] {
+    for ordering in [
+        Ordering::NewestFirst,
+        Ordering::OldestFirst,
+        Ordering::Shuffled,
+    ] {
         let sim = sim_with(|c| {
             c.leads = 1_000;
             c.ordering = ordering;
