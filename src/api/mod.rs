@@ -49,6 +49,8 @@ pub const DEFAULT_LEADS_LIMIT: u32 = 100;
 pub const FALLBACK_LEADS_LIMIT: u32 = 100;
 /// How much of an unexpected body an error shows.
 pub const BODY_SNIPPET_BYTES: usize = 200;
+/// How much of a body is redacted before [`BODY_SNIPPET_BYTES`] of it are quoted.
+const REDACT_WINDOW_BYTES: usize = 64 * 1024;
 /// `User-Agent` of every request.
 pub const USER_AGENT: &str = concat!("ctgo-export/", env!("CARGO_PKG_VERSION"));
 
@@ -610,8 +612,10 @@ impl ApiClient {
     /// The start of a body as one line, key redacted. Redacted before it is cut: cut first, a
     /// key across the cut would survive in part.
     fn snippet_text(&self, body: &[u8]) -> String {
-        // Enough of the body that a key straddling the snippet's end is still whole.
-        let head = &body[..body.len().min(BODY_SNIPPET_BYTES + 2 * key::KEY_LEN)];
+        // Redacted over far more than is quoted: each key redacted pulls the text after it
+        // forward (the mark is shorter than a key), so a window only a little longer than the
+        // quote would let a key from past its end slide under the cut half redacted.
+        let head = &body[..body.len().min(REDACT_WINDOW_BYTES)];
         let text: String = String::from_utf8_lossy(head)
             .chars()
             .map(|c| if c.is_control() { ' ' } else { c })

@@ -568,14 +568,19 @@ impl StateStore {
     }
 
     /// Runs that were not finished when last extracted, triggered at most `max_age_ms` before
-    /// the newest run known (a run without `triggeredAt` is not waited for).
-    pub fn unfinished_runs(&self, max_age_ms: i64) -> rusqlite::Result<Vec<i64>> {
+    /// the newest run known, or before `now_ms` if that is earlier (a run dated in the future
+    /// must not age out the others). A run without `triggeredAt` is not waited for.
+    pub fn unfinished_runs(&self, max_age_ms: i64, now_ms: i64) -> rusqlite::Result<Vec<i64>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT id FROM _ctgo_seen
              WHERE tbl = ?1 AND finished = 0 AND deleted = 0
-               AND cursor_ms >= (SELECT max(cursor_ms) FROM _ctgo_seen WHERE tbl = ?1) - ?2",
+               AND cursor_ms >= min((SELECT max(cursor_ms) FROM _ctgo_seen WHERE tbl = ?1), ?3)
+                                - ?2",
         )?;
-        let rows = stmt.query_map(params![tbl_code(Table::SyncRuns), max_age_ms], |r| r.get(0))?;
+        let rows = stmt.query_map(
+            params![tbl_code(Table::SyncRuns), max_age_ms, now_ms],
+            |r| r.get(0),
+        )?;
         rows.collect()
     }
 
@@ -818,7 +823,14 @@ mod tests {
                 "job-1",
             )
             .expect("upsert");
-        let mut pending = store.unfinished_runs(day).expect("pending");
+        let mut pending = store.unfinished_runs(day, 10 * day).expect("pending");
+        pending.sort();
+        assert_eq!(pending, vec![2, 3]);
+        // A run dated in the future does not age the others out: the day counts back from now.
+        store
+            .upsert_seen(Table::SyncRuns, &[run(6, Some(100 * day), true)], "job-1")
+            .expect("upsert");
+        let mut pending = store.unfinished_runs(day, 2 * day).expect("pending");
         pending.sort();
         assert_eq!(pending, vec![2, 3]);
     }

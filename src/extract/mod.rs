@@ -22,9 +22,8 @@
 //!   is a guess, not the end (so are a page served twice and more pages than `total`
 //!   implies): the pages read are committed and the job fails ([`StepError::Incomplete`])
 //!   after the other tables, but the cursor stays, since on a newest-first API the unread pages
-//!   hold the oldest leads, which a moved cursor would never ask for again. Only when the pages
-//!   read came oldest first (`discoveredAt` rose and never fell) does it move to the newest
-//!   lead read. A page the API marks as the last ends the export whatever ids it holds.
+//!   hold the oldest leads, which a moved cursor would never ask for again. A short page the
+//!   API marks as the last ends the export whatever ids it holds.
 //!
 //! Pages go through three stages: the fetcher (an async task: HTTP, the envelope, the rate
 //! limit; two requests in flight once pages come back full), [`MAPPERS`] mapper threads (JSON
@@ -89,20 +88,13 @@ pub enum StepError {
     Cancelled,
     /// Pagination stopped on a guess (a page served again, a page with no new id, more pages
     /// than `total` implies), not at the end the API announced. Leads on pages never read may
-    /// be older than the cursor would become, so the cursor stays, unless the pages read came
-    /// oldest first (then every lead older than the newest read was on them).
-    #[error("{why}; {}", incomplete_outcome(*.cursor_moved))]
-    Incomplete { why: String, cursor_moved: bool },
+    /// be older than the cursor would become, so the cursor stays.
+    #[error(
+        "{0}; the leads read are kept, but the cursor was not moved, so the next run reads this window again"
+    )]
+    Incomplete(String),
     #[error("internal error: {0}")]
     Internal(String),
-}
-
-fn incomplete_outcome(cursor_moved: bool) -> &'static str {
-    if cursor_moved {
-        "the leads read are kept and, as the pages came oldest first, the cursor moved to the newest of them: the next run goes on from there"
-    } else {
-        "the leads read are kept, but the cursor was not moved, so the next run reads this window again"
-    }
 }
 
 /// What a finished job reports.
@@ -313,7 +305,7 @@ fn finish_failed(
             StepError::Api(_) => "api",
             StepError::Dest(_) => "destination",
             StepError::Cancelled => "cancelled",
-            StepError::Incomplete { .. } => "pagination",
+            StepError::Incomplete(_) => "pagination",
             StepError::Internal(_) => "internal",
         },
         "refused": exit_code == exit::REFUSED,
@@ -356,7 +348,7 @@ enum Msg {
         mapped: crate::mapping::Mapped,
         records: usize,
         total: Option<u64>,
-        /// The API said this page ends the export.
+        /// A short page the API said ends the export.
         last: bool,
     },
     /// Pagination ended: at the end the API announced, or (`early`, with the reason) on a
@@ -411,7 +403,7 @@ impl JobRun<'_> {
                     };
                     for s in scopes {
                         match self.leads_scope(s).await {
-                            Err(e @ StepError::Incomplete { .. }) => {
+                            Err(e @ StepError::Incomplete(_)) => {
                                 incomplete.get_or_insert(e);
                             }
                             r => r?,
@@ -548,7 +540,7 @@ impl JobRun<'_> {
             let d = self.dest.as_mut().expect("destination present");
             let pending: HashSet<i64> = d
                 .state()
-                .unfinished_runs(PENDING_RUN_MAX_AGE_MS)
+                .unfinished_runs(PENDING_RUN_MAX_AGE_MS, Utc::now().timestamp_millis())
                 .map_err(DestError::sql("reading run state"))?
                 .into_iter()
                 .collect();
@@ -806,8 +798,8 @@ impl Drop for Prefetch {
 
 /// A page as the fetcher hands it to the mapper.
 enum RawMsg {
-    /// A page, with its `_extracted_at` ([`ExtractClock`]); `last` when the API said it ends
-    /// the export.
+    /// A page, with its `_extracted_at` ([`ExtractClock`]); `last` when it is short and the
+    /// API said it ends the export.
     Page {
         page: crate::api::LeadsPage,
         extracted_at_ms: i64,
@@ -895,7 +887,7 @@ async fn fetch_leads(
             .wait_for(tx.send(RawMsg::Page {
                 page,
                 extracted_at_ms,
-                last: end,
+                last: end && n < limit as usize,
             }))
             .await
             .is_err()
@@ -991,7 +983,6 @@ fn write_leads(
     let mut clock = StageClock::new("write");
     // Ids of the last pages: a page with none new means a server that ignores `offset`.
     let mut recent: VecDeque<HashSet<i64>> = VecDeque::new();
-    let mut order = Ascending::default();
     let mut pages = 0u64;
     // The mappers take turns: page k comes from mapper k % MAPPERS.
     let turns = rxs.len();
@@ -1001,7 +992,8 @@ fn write_leads(
         }
         pages += 1;
         let msg = match msg {
-            // (The page the API said is the last ends the export whatever it holds.)
+            // (A short page the API said is the last ends the export whatever it holds: offsets
+            // shifted under the final request. A full one may be a server ignoring `offset`.)
             Msg::Page { mapped, last, .. }
                 if !last && repeats_recent(&mut recent, mapped.keys.iter().map(|k| k.id)) =>
             {
@@ -1022,7 +1014,6 @@ fn write_leads(
                 total,
                 ..
             } => {
-                order.observe(mapped.keys.iter().filter_map(|k| k.cursor_ms));
                 if progress.length() == Some(0)
                     && let Some(t) = total
                 {
@@ -1043,15 +1034,11 @@ fn write_leads(
                 early: Some(why), ..
             } => {
                 // The pages read are real leads, staged with their dedup state: the caller
-                // commits them. Deletions (full refresh) never follow from an export that did
-                // not see every page, and the cursor only when the pages came oldest first:
-                // then every lead older than the newest read was on them (late ones are read
-                // again through the lookback, as always).
-                let cursor_moved = order.holds();
-                if cursor_moved {
-                    stage_cursor(dest, scope, cursor, max_cursor, &ctx, &job.id)?;
-                }
-                let e = StepError::Incomplete { why, cursor_moved };
+                // commits them. Neither the cursor nor (full refresh) deletions may follow from
+                // an export that did not see every page: whatever order the pages read seem to
+                // be in, the API may order by something else (stream, say) and the unread pages
+                // hold older leads.
+                let e = StepError::Incomplete(why);
                 tracing::warn!(scope, pages, "{e}");
                 return Err(e);
             }
@@ -1119,32 +1106,6 @@ fn stage_cursor(
             .map_err(DestError::sql("moving the cursor"))?;
     }
     Ok(())
-}
-
-/// Whether the records read so far came oldest first, in the order served: `discoveredAt`
-/// rose at least once and never fell. (Ties alone prove nothing: a newest-first page of one
-/// second looks the same.)
-#[derive(Default)]
-struct Ascending {
-    last: Option<i64>,
-    rose: bool,
-    fell: bool,
-}
-
-impl Ascending {
-    fn observe(&mut self, cursors: impl IntoIterator<Item = i64>) {
-        for c in cursors {
-            if let Some(last) = self.last {
-                self.rose |= c > last;
-                self.fell |= c < last;
-            }
-            self.last = Some(c);
-        }
-    }
-
-    fn holds(&self) -> bool {
-        self.rose && !self.fell
-    }
 }
 
 /// Whether a page of `n` records, asked with `limit`, is the last: empty, `hasMore: false`, or
@@ -1244,19 +1205,10 @@ mod tests {
             &[(&[(3, 30), (2, 20)], false), (&[(2, 20), (3, 30)], false)],
             None,
         );
-        assert!(
-            matches!(
-                r,
-                Err(StepError::Incomplete {
-                    cursor_moved: false,
-                    ..
-                })
-            ),
-            "{r:?}"
-        );
+        assert!(matches!(r, Err(StepError::Incomplete(_))), "{r:?}");
         assert_eq!(cursor, None);
-        // The same page marked last by the API (offsets shifted under the final request): the
-        // export is complete.
+        // The same page, short and marked last by the API (offsets shifted under the final
+        // request): the export is complete.
         let (r, cursor) = write_pages(
             &[(&[(3, 30), (2, 20)], false), (&[(2, 20), (3, 30)], true)],
             None,
@@ -1266,31 +1218,18 @@ mod tests {
     }
 
     #[test]
-    fn an_early_end_moves_the_cursor_only_after_pages_that_came_oldest_first() {
+    fn an_early_end_never_moves_the_cursor_whatever_order_the_pages_seem_in() {
+        // Oldest first as far as read (the API may yet order by stream first), newest first,
+        // all in one second.
         let why = Some("the API served the same leads page again");
-        let (r, cursor) = write_pages(&[(&[(1, 10), (2, 20), (3, 20)], false)], why);
-        assert!(
-            matches!(
-                r,
-                Err(StepError::Incomplete {
-                    cursor_moved: true,
-                    ..
-                })
-            ),
-            "{r:?}"
-        );
-        assert_eq!(cursor, at(20));
-        // Newest first, or all in one second (no evidence of an order): the cursor stays.
-        for page in [&[(3, 20), (2, 20), (1, 10)][..], &[(1, 20), (2, 20)][..]] {
+        for page in [
+            &[(1, 10), (2, 20), (3, 20)][..],
+            &[(3, 20), (2, 20), (1, 10)][..],
+            &[(1, 20), (2, 20)][..],
+        ] {
             let (r, cursor) = write_pages(&[(page, false)], why);
             assert!(
-                matches!(
-                    r,
-                    Err(StepError::Incomplete {
-                        cursor_moved: false,
-                        ..
-                    })
-                ),
+                matches!(r, Err(StepError::Incomplete(_))),
                 "{page:?}: {r:?}"
             );
             assert_eq!(cursor, None, "{page:?}");

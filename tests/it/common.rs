@@ -186,7 +186,7 @@ pub fn python() -> Option<PathBuf> {
     if let Ok(p) = std::env::var("CTGO_TEST_PYTHON") {
         return Some(PathBuf::from(p));
     }
-    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv/bin/python");
     local.exists().then_some(local)
 }
 
