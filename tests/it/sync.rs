@@ -97,6 +97,17 @@ fn leads_arriving_between_pages_are_exported_exactly_once() {
     }
 }
 
+/// A job that ended FAILED because pagination stopped on a guess, cursor kept; its record.
+fn pagination_failed(run: &Run) -> serde_json::Value {
+    run.assert_code(1);
+    let job = run.job();
+    assert_eq!(job["status"], "FAILED", "{job}");
+    assert_eq!(job["error_details"]["kind"], "pagination", "{job}");
+    let error = job["error"].as_str().unwrap_or_default();
+    assert!(error.contains("cursor was not moved"), "{job}");
+    job
+}
+
 #[test]
 fn a_server_that_ignores_offset_does_not_loop_and_moves_no_cursor() {
     let sim = sim_with(|c| {
@@ -106,19 +117,8 @@ fn a_server_that_ignores_offset_does_not_loop_and_moves_no_cursor() {
     let t = TestDir::new();
     let (dest, path) = t.sqlite();
     let args = ["--page-size", "100", "--tables", "leads"];
-    let run = sync(&sim, &dest, &args);
-    run.assert_code(1);
+    let job = pagination_failed(&sync(&sim, &dest, &args));
     assert!(sim.requests().leads <= 3, "{:?}", sim.requests());
-    let job = run.job();
-    assert_eq!(job["status"], "FAILED", "{job}");
-    assert_eq!(job["error_details"]["kind"], "pagination", "{job}");
-    assert!(
-        job["error"]
-            .as_str()
-            .unwrap()
-            .contains("cursor was not moved"),
-        "{job}"
-    );
     // The one page read is kept and counted, and the cursor did not move.
     assert_eq!(query_i64(&path, "SELECT count(*) FROM leads"), 100);
     assert_eq!(leads_counts(&job).0, 100, "{job}");
@@ -143,17 +143,7 @@ fn a_server_that_ignores_offset_keeps_the_cursor_whatever_its_order_and_runs_sti
     });
     let t = TestDir::new();
     let (dest, path) = t.sqlite();
-    let run = sync(&sim, &dest, &["--page-size", "100"]);
-    run.assert_code(1);
-    let job = run.job();
-    assert_eq!(job["status"], "FAILED", "{job}");
-    assert!(
-        job["error"]
-            .as_str()
-            .unwrap()
-            .contains("cursor was not moved"),
-        "{job}"
-    );
+    pagination_failed(&sync(&sim, &dest, &["--page-size", "100"]));
     assert_eq!(query_i64(&path, "SELECT count(*) FROM leads"), 100);
     assert_eq!(
         query_i64(
@@ -182,10 +172,7 @@ fn a_page_of_arrivals_between_two_requests_loses_no_older_lead() {
     let t = TestDir::new();
     let (dest, path) = t.sqlite();
     let args = ["--page-size", "100", "--tables", "leads"];
-    let run = sync(&sim, &dest, &args);
-    run.assert_code(1);
-    let first = run.job();
-    assert_eq!(first["status"], "FAILED", "{first}");
+    let first = pagination_failed(&sync(&sim, &dest, &args));
     assert_eq!(query_i64(&path, "SELECT count(*) FROM _ctgo_cursor"), 0);
     let kept = query_i64(&path, "SELECT count(*) FROM leads");
     assert_eq!(leads_counts(&first).0, kept as u64, "{first}");
