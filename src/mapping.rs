@@ -76,6 +76,9 @@ pub struct Reject {
     pub reason: String,
     /// The record's JSON text as received.
     pub raw: String,
+    /// The record's `id`, when that much of it is valid (an integer `id` with another field
+    /// wrong): a full refresh must not take the record for one the API no longer returns.
+    pub id: Option<i64>,
 }
 
 /// One page of records after mapping.
@@ -365,10 +368,19 @@ fn map_page(table: Table, records: &[&str], ctx: &MapContext, map_one: RecordMap
 }
 
 fn reject(table: Table, reason: String, raw: &str) -> Reject {
+    #[derive(serde::Deserialize)]
+    struct IdOnly {
+        id: serde_json::Value,
+    }
+    // Rejects are rare: a second, lenient look at the record for its id alone.
+    let id = serde_json::from_str::<IdOnly>(raw)
+        .ok()
+        .and_then(|r| r.id.as_i64());
     Reject {
         table,
         reason,
         raw: raw.to_owned(),
+        id,
     }
 }
 
@@ -1910,11 +1922,13 @@ mod tests {
                 table: Table::Leads,
                 reason: "`id` is missing".into(),
                 raw: "{}".into(),
+                id: None,
             },
             Reject {
                 table: Table::SyncRuns,
                 reason: "the record is not a JSON object: 1".into(),
                 raw: "1".into(),
+                id: None,
             },
         ];
         let b = rejects_batch(&rejects, "job-9", 1_780_000_000_123);

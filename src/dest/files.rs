@@ -215,7 +215,13 @@ impl FileStore {
         for f in &pending {
             let staged = self.path(&f.staged);
             let final_path = self.path(&f.final_name);
-            if staged.exists() {
+            // `try_exists`: a file that cannot be checked (an I/O error) is not a missing file;
+            // taken for one, its record would be marked published and the file stay hidden.
+            let exists = |p: &Path| {
+                p.try_exists()
+                    .map_err(DestError::io(format!("checking {}", p.display())))
+            };
+            if exists(&staged)? {
                 if truncate_to_committed {
                     truncate_file(&staged, f.bytes)?;
                 }
@@ -226,7 +232,7 @@ impl FileStore {
                 )))?;
                 rec.published_files += 1;
                 info!(table = %f.table, file = %f.final_name, rows = f.rows, "Published a file a crashed job had committed.");
-            } else if !final_path.exists() {
+            } else if !exists(&final_path)? {
                 warn!(table = %f.table, file = %f.final_name, staged = %f.staged, "A committed data file is missing (removed by hand?); its rows are not in the destination.");
             }
             if let Some(parent) = final_path.parent() {
@@ -251,8 +257,10 @@ impl FileStore {
             .collect();
         for table in Table::ALL {
             let dir = self.dir.join(table.name());
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                continue;
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(DestError::io(format!("listing {}", dir.display()))(e)),
             };
             let mut removed = false;
             for entry in entries.flatten() {

@@ -151,6 +151,13 @@ pub fn stage_mapped(
     }
 
     if !mapped.rejects.is_empty() {
+        if touch_unchanged {
+            // Served, if malformed: not an id the API no longer returns.
+            let ids: Vec<i64> = mapped.rejects.iter().filter_map(|r| r.id).collect();
+            dest.state()
+                .touch_seen(table, &ids, &ctx.job_id)
+                .map_err(DestError::sql("staging dedup state"))?;
+        }
         let mut fresh = Vec::new();
         for r in mapped.rejects {
             let mut h = Vec::with_capacity(r.raw.len() + 16);

@@ -427,8 +427,11 @@ impl JobRun<'_> {
     /// Export the leads of one scope: pages fetched by a task, staged by a blocking worker.
     async fn leads_scope(&mut self, stream: Option<i64>) -> Result<(), StepError> {
         let scope = cursor_scope(stream);
-        let mut dest = self.dest.take().expect("destination present");
-        let cursor = dest
+        // (Read before the destination leaves its slot: an early return must not lose it.)
+        let cursor = self
+            .dest
+            .as_mut()
+            .expect("destination present")
             .state()
             .cursor(&scope)
             .map_err(DestError::sql("reading the cursor"))?;
@@ -458,6 +461,7 @@ impl JobRun<'_> {
 
         // fetcher (HTTP, on the runtime) → mappers (threads, pages dealt round-robin) →
         // writer (thread, takes the pages back in order).
+        let mut dest = self.dest.take().expect("destination present");
         let mut raw_txs = Vec::with_capacity(MAPPERS);
         let mut rxs = Vec::with_capacity(MAPPERS);
         let mut maps = Vec::with_capacity(MAPPERS);

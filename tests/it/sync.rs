@@ -342,6 +342,29 @@ fn a_runs_listing_cut_short_is_read_whole_by_the_next_job() {
 }
 
 #[test]
+fn a_full_refresh_does_not_take_a_malformed_lead_for_a_deleted_one() {
+    // Leads exported whole, then served malformed (an integer id, another field wrong): they
+    // go to rejects, and the API still returns them, so none is marked deleted.
+    let sim = sim(300);
+    let t = TestDir::new();
+    let (dest, path) = t.sqlite();
+    sync_ok(&sim, &dest, &[]);
+    sim.update(|c| c.malformed_every = Some(50));
+    let job = sync_ok(&sim, &dest, &["--full-refresh"]);
+    let (_, _, deleted, failed) = leads_counts(&job);
+    assert_eq!(failed as usize, sim.malformed_ids().len(), "{job}");
+    assert!(failed > 0, "{job}");
+    assert_eq!(deleted, 0, "{job}");
+    assert_eq!(
+        query_i64(
+            &path,
+            "SELECT count(*) FROM leads WHERE _deleted_at IS NOT NULL"
+        ),
+        0
+    );
+}
+
+#[test]
 fn unfinished_runs_are_extracted_again_and_v1_runs_load() {
     let sim = sim(200);
     let t = TestDir::new();
