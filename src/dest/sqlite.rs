@@ -33,7 +33,10 @@ impl SqliteDest {
                 .map_err(DestError::io(format!("creating {}", parent.display())))?;
         }
         let dest = format!("sqlite:{}", path.display());
-        let lock_path = PathBuf::from(format!("{}.lock", path.display()));
+        // Named after the file itself, not the name given for it: two names of one database
+        // (a symlink) must take one lock.
+        let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        let lock_path = PathBuf::from(format!("{}.lock", real.display()));
         let lock = DestLock::acquire(&lock_path, &dest)?;
         let mut store = StateStore::open(path)
             .map_err(DestError::sql(format!("opening {}", path.display())))?;
@@ -191,5 +194,26 @@ impl Destination for SqliteDest {
             .save_job(job)
             .map_err(DestError::sql("recording the job"))?;
         self.store.commit().map_err(DestError::sql("commit"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_names_of_one_database_take_one_lock() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("leads.db");
+        let first = SqliteDest::open(&path).expect("open");
+        let link = dir.path().join("other-name.db");
+        std::os::unix::fs::symlink(&path, &link).expect("symlink");
+        match SqliteDest::open(&link) {
+            Err(DestError::Busy { .. }) => {}
+            Err(e) => panic!("refused for the wrong reason: {e}"),
+            Ok(_) => panic!("a second name of the same database took a second lock"),
+        }
+        drop(first);
+        SqliteDest::open(&link).expect("free again once the first is closed");
     }
 }

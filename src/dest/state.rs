@@ -208,6 +208,23 @@ impl StateStore {
             "INSERT OR IGNORE INTO _ctgo_meta(key, value) VALUES ('state_version', ?1)",
             [STATE_VERSION.to_string()],
         )?;
+        // State of another layout would be misread (every id unseen: every lead again), so it
+        // is refused, never used.
+        let version: String = conn.query_row(
+            "SELECT value FROM _ctgo_meta WHERE key = 'state_version'",
+            [],
+            |r| r.get(0),
+        )?;
+        if version != STATE_VERSION.to_string() {
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISMATCH),
+                Some(format!(
+                    "this destination's state was written by another version of ctgo-export \
+                     (state layout {version}; this version reads layout {STATE_VERSION}): export \
+                     into a new destination, or use the version that wrote it"
+                )),
+            ));
+        }
         let mut store = StateStore::with(conn);
         store.create_table(Table::ExportJobs, Some("id"))?;
         store.conn.execute_batch("COMMIT")?;
@@ -796,6 +813,23 @@ mod tests {
             .collect();
         v.sort();
         v
+    }
+
+    #[test]
+    fn state_of_another_layout_is_refused_not_misread() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.db");
+        drop(StateStore::open(&path).expect("open"));
+        StateStore::open(&path).expect("the same layout opens again");
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute(
+                "UPDATE _ctgo_meta SET value = '1' WHERE key = 'state_version'",
+                [],
+            )
+            .unwrap();
+        let err = StateStore::open(&path).err().expect("refused").to_string();
+        assert!(err.contains("state layout 1"), "{err}");
     }
 
     #[test]
