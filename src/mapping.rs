@@ -610,17 +610,61 @@ fn parse_int(text: &str, allow_float: bool) -> Result<i64, IntError> {
         if !allow_float {
             return Err(IntError::NotInteger);
         }
-        let v: f64 = text.parse().map_err(|_| IntError::NotInteger)?;
-        if v.is_finite() && v.fract() != 0.0 {
-            return Err(IntError::NotInteger);
-        }
-        if !v.is_finite() || v.abs() > MAX_EXACT_FLOAT {
+        // Decided on the digits, not on a rounded f64: `1.0000000000000001` is no integer,
+        // and `9007199254740993.0` is no exact one.
+        let v = decimal_integer(text)?;
+        if v.unsigned_abs() > MAX_EXACT_FLOAT as u128 {
             return Err(IntError::OutOfRange);
         }
-        // Exact: integral and within ±2^53.
         return Ok(v as i64);
     }
     text.parse::<i64>().map_err(|_| IntError::OutOfRange)
+}
+
+/// The integer a JSON number in decimal or exponent form (`8200.0`, `1e3`, `-12.50e1`) is
+/// exactly, from its digits; not an integer if any non-zero digit is left after the point.
+fn decimal_integer(text: &str) -> Result<i128, IntError> {
+    let (neg, rest) = match text.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, text),
+    };
+    let (mantissa, exp) = match rest.find(['e', 'E']) {
+        Some(i) => {
+            let exp = rest[i + 1..].trim_start_matches('+');
+            // An exponent too long for i32 is far out of range either way (or, negative, no
+            // integer unless the digits are all zero).
+            let exp = exp.parse::<i32>().unwrap_or(if exp.starts_with('-') {
+                i32::MIN
+            } else {
+                i32::MAX
+            });
+            (&rest[..i], i64::from(exp))
+        }
+        None => (rest, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if int.is_empty() || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
+        return Err(IntError::NotInteger);
+    }
+    let mut digits = format!("{int}{frac}");
+    let mut scale = exp - frac.len() as i64;
+    while scale < 0 && digits.ends_with('0') {
+        digits.pop();
+        scale += 1;
+    }
+    let digits = digits.trim_start_matches('0');
+    if digits.is_empty() {
+        return Ok(0);
+    }
+    if scale < 0 {
+        return Err(IntError::NotInteger);
+    }
+    if digits.len() as i64 + scale > 20 {
+        return Err(IntError::OutOfRange);
+    }
+    let v: i128 = digits.parse().map_err(|_| IntError::OutOfRange)?;
+    let v = v * 10i128.pow(scale as u32);
+    Ok(if neg { -v } else { v })
 }
 
 /// RFC 3339 (`2026-06-02T09:01:00Z`, any offset, fractions truncated to ms) → ms since epoch.
@@ -1961,6 +2005,39 @@ mod tests {
         "progressLog",
         "likersCount",
     ];
+
+    #[test]
+    fn integral_floats_are_judged_on_their_digits() {
+        for (text, want) in [
+            ("8200.0", Some(8200)),
+            ("1e3", Some(1000)),
+            ("-12.50e1", Some(-125)),
+            ("0.000", Some(0)),
+            ("-0.0", Some(0)),
+            ("9007199254740992.0", Some(9_007_199_254_740_992)),
+            ("1.5", None),
+            ("1.0000000000000001", None),
+            ("0.99999999999999999", None),
+            ("1e-400", None),
+            ("4503599627370496.3", None),
+            ("9007199254740993.0", None),
+            ("1e308", None),
+        ] {
+            assert_eq!(parse_int(text, true).ok(), want, "{text}");
+        }
+        assert!(matches!(
+            parse_int("1.0000000000000001", true),
+            Err(IntError::NotInteger)
+        ));
+        assert!(matches!(
+            parse_int("9007199254740993.0", true),
+            Err(IntError::OutOfRange)
+        ));
+        assert!(matches!(
+            parse_int("8200.0", false),
+            Err(IntError::NotInteger)
+        ));
+    }
 
     const ODD_TOKENS: &[&str] = &[
         "null",
