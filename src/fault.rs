@@ -18,15 +18,22 @@ pub const CRASH_ENV: &str = "CTGO_TEST_CRASH_AT";
 /// The environment variable that arms the interrupt hook.
 pub const INTERRUPT_ENV: &str = "CTGO_TEST_INTERRUPT_AT";
 
+/// What a hook does at its step.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Kill,
+    Interrupt,
+}
+
 struct Armed {
     name: String,
     nth: u64,
     hits: AtomicU64,
-    signal: &'static str,
+    action: Action,
 }
 
 impl Armed {
-    fn from_env(var: &str, signal: &'static str) -> Option<Armed> {
+    fn from_env(var: &str, action: Action) -> Option<Armed> {
         let spec = std::env::var(var).ok()?;
         let (name, nth) = match spec.rsplit_once(':') {
             Some((name, n)) => (name.to_string(), n.parse().ok()?),
@@ -36,7 +43,7 @@ impl Armed {
             name,
             nth,
             hits: AtomicU64::new(0),
-            signal,
+            action,
         })
     }
 }
@@ -44,10 +51,13 @@ impl Armed {
 fn armed() -> &'static [Armed] {
     static ARMED: OnceLock<Vec<Armed>> = OnceLock::new();
     ARMED.get_or_init(|| {
-        [(CRASH_ENV, "KILL"), (INTERRUPT_ENV, "INT")]
-            .into_iter()
-            .filter_map(|(var, signal)| Armed::from_env(var, signal))
-            .collect()
+        [
+            (CRASH_ENV, Action::Kill),
+            (INTERRUPT_ENV, Action::Interrupt),
+        ]
+        .into_iter()
+        .filter_map(|(var, action)| Armed::from_env(var, action))
+        .collect()
     })
 }
 
@@ -62,7 +72,7 @@ pub fn point(name: &str) {
         if hit != armed.nth {
             continue;
         }
-        if armed.signal == "KILL" {
+        if armed.action == Action::Kill {
             eprintln!("ctgo-export: test crash hook: killed at {name} (hit {hit})");
             kill_self();
         }

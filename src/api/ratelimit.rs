@@ -54,6 +54,17 @@ struct State {
     blocked_until: Option<Instant>,
 }
 
+impl State {
+    /// No request before `until` (a later block stays); whether this one is the latest.
+    fn block_until(&mut self, until: Instant) -> bool {
+        let later = self.blocked_until.is_none_or(|b| b < until);
+        if later {
+            self.blocked_until = Some(until);
+        }
+        later
+    }
+}
+
 impl RateLimiter<TokioClock> {
     /// `requests_per_minute = 0` means no budget of our own.
     pub fn new(requests_per_minute: u32) -> Self {
@@ -153,9 +164,7 @@ impl<C: Clock> RateLimiter<C> {
     pub async fn hold_for(&self, d: Duration) {
         let mut s = self.state.lock().await;
         let until = self.clock.now() + d;
-        if s.blocked_until.is_none_or(|b| b < until) {
-            s.blocked_until = Some(until);
-        }
+        s.block_until(until);
     }
 
     /// Take the server's `X-RateLimit-Limit` / `X-RateLimit-Remaining` into account.
@@ -175,12 +184,11 @@ impl<C: Clock> RateLimiter<C> {
             let now = self.clock.now();
             let oldest = s.sent.front().copied().unwrap_or(now);
             let until = oldest + self.span();
-            if s.blocked_until.is_none_or(|b| b < until) {
+            if s.block_until(until) {
                 tracing::debug!(
                     wait_ms = until.saturating_duration_since(now).as_millis() as u64,
                     "X-RateLimit-Remaining is 0; the next request waits for the window to move."
                 );
-                s.blocked_until = Some(until);
             }
         }
     }

@@ -53,6 +53,9 @@ pub mod dedup;
 
 pub use cancel::Cancel;
 
+/// Why a page can bring nothing new before the end, in the words of an early stop's error.
+const EARLY_STOP_CAUSES: &str = "(the API ignores `offset`, or a page's worth of leads arrived between two requests), so pagination stopped before the end";
+
 /// The state store's mark (kept among the cursors) that the last reading of the runs
 /// listing (`GET /runs`, all streams) reached its end. Only then may the next one stop early
 /// at a page with nothing new: an interrupted reading, or runs seen through the per-stream
@@ -276,25 +279,25 @@ fn finish_failed(
     err: StepError,
     requests: u64,
 ) -> Result<JobOutcome, DestError> {
-    let kept = if matches!(err, StepError::Dest(_)) {
-        Err(None)
-    } else {
-        // The counts commit with the pages they count, as at every commit.
-        dest.state()
+    // The counts commit with the pages they count, as at every commit.
+    let committed = !matches!(err, StepError::Dest(_))
+        && match dest
+            .state()
             .save_job(&job)
             .map_err(DestError::sql("recording job counts"))
             .and_then(|()| dest.commit(true))
-            .map_err(Some)
-    };
-    let mut job = match kept {
-        Ok(_) => job,
-        Err(e) => {
-            if let Some(e) = e {
+        {
+            Ok(_) => true,
+            Err(e) => {
                 tracing::warn!(error = %e, "Could not commit the last batch of a failing job; discarding it.");
+                false
             }
-            dest.rollback()?;
-            committed_job(dest.as_mut(), &job)?
-        }
+        };
+    let mut job = if committed {
+        job
+    } else {
+        dest.rollback()?;
+        committed_job(dest.as_mut(), &job)?
     };
     let exit_code = match &err {
         StepError::Api(e) if e.is_refusal() => exit::REFUSED,
@@ -628,8 +631,7 @@ impl JobRun<'_> {
         // latest page of runs, so an older run missing from it is not gone.
         if full && self.cfg.streams.is_empty() && !listed_all {
             tracing::warn!("Not every run was listed: no run is marked deleted.");
-        }
-        if full && self.cfg.streams.is_empty() && listed_all {
+        } else if full && self.cfg.streams.is_empty() {
             let job_id = self.job.id.clone();
             let dest = self.dest.as_mut().expect("destination present");
             let deleted = mark_gone(dest.as_mut(), table, &job_id, &[])?;
@@ -868,7 +870,7 @@ async fn fetch_leads(
             // Not handed on: the end marker goes to the mapper this page would have gone to.
             pages -= 1;
             early = Some(format!(
-                "the API served the same leads page again at offset {} (it ignores `offset`, or a page's worth of leads arrived between two requests), so pagination stopped before the end",
+                "the API served the same leads page again at offset {} {EARLY_STOP_CAUSES}",
                 q.offset
             ));
             break;
@@ -1003,10 +1005,9 @@ fn write_leads(
             {
                 Msg::Done {
                     pages,
-                    early: Some(
-                        "a leads page brought no id the previous pages did not (the API ignores `offset`, or a page's worth of leads arrived between two requests), so pagination stopped before the end"
-                            .into(),
-                    ),
+                    early: Some(format!(
+                        "a leads page brought no id the previous pages did not {EARLY_STOP_CAUSES}"
+                    )),
                 }
             }
             msg => msg,
@@ -1047,7 +1048,23 @@ fn write_leads(
                 return Err(e);
             }
             Msg::Done { pages, early: None } => {
-                stage_cursor(dest, scope, cursor, max_cursor, &ctx, &job.id)?;
+                // A record dated in the future (a clock or data error upstream) must not push
+                // the cursor past now: every later lead would fall before `since`.
+                let ceiling = ctx.extracted_at_ms + MAX_CURSOR_AHEAD_MS;
+                if max_cursor.is_some_and(|c| c > ceiling) {
+                    tracing::warn!(
+                        newest = max_cursor.map(dest::format_ms),
+                        "A lead is dated in the future; the cursor stops at now."
+                    );
+                    max_cursor = Some(ceiling).max(cursor);
+                }
+                if let Some(c) = max_cursor
+                    && Some(c) != cursor
+                {
+                    dest.state()
+                        .set_cursor(scope, c, &job.id)
+                        .map_err(DestError::sql("moving the cursor"))?;
+                }
                 if full {
                     let deleted = mark_gone(dest, table, &job.id, streams)?;
                     job.add_counts(
@@ -1081,35 +1098,6 @@ fn write_leads(
     Err(StepError::Internal(
         "the leads pages ended without their end marker".into(),
     ))
-}
-
-/// Stage the move of `scope`'s cursor from `cursor` to `newest` (the newest `discoveredAt`
-/// staged), but never past now plus [`MAX_CURSOR_AHEAD_MS`]: a record dated in the future (a
-/// clock or data error upstream) would put every later lead before `since`.
-fn stage_cursor(
-    dest: &mut dyn Destination,
-    scope: &str,
-    cursor: Option<i64>,
-    mut newest: Option<i64>,
-    ctx: &MapContext,
-    job_id: &str,
-) -> Result<(), DestError> {
-    let ceiling = ctx.extracted_at_ms + MAX_CURSOR_AHEAD_MS;
-    if newest.is_some_and(|c| c > ceiling) {
-        tracing::warn!(
-            newest = newest.map(dest::format_ms),
-            "A lead is dated in the future; the cursor stops at now."
-        );
-        newest = Some(ceiling).max(cursor);
-    }
-    if let Some(c) = newest
-        && Some(c) != cursor
-    {
-        dest.state()
-            .set_cursor(scope, c, job_id)
-            .map_err(DestError::sql("moving the cursor"))?;
-    }
-    Ok(())
 }
 
 /// Whether a page of `n` records, asked with `limit`, is the last: empty, `hasMore: false`, or
