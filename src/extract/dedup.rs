@@ -87,23 +87,36 @@ pub fn stage_mapped(
         cursors: mapped.keys.iter().map(|k| k.cursor_ms).collect(),
         ..PageOutcome::default()
     };
-    // A page may hold the same id twice (offsets shifting under us): the later one compares
-    // with the earlier one, not with the committed state. Pages rarely do, so this page's
-    // versions are only kept in a map when one does.
-    let repeats = {
+    // A page may hold the same id twice (an API that repeats a record within one response).
+    // Both versions would get the page's one `_extracted_at`, so a files reader could not tell
+    // which is the latest: only the last one in the page counts, as it is the one that SQLite's
+    // upsert would keep. Pages rarely repeat an id, so the positions are only computed when one
+    // does.
+    let superseded: Vec<bool> = {
         let mut sorted = out.ids.clone();
         sorted.sort_unstable();
-        sorted.windows(2).any(|w| w[0] == w[1])
+        if sorted.windows(2).any(|w| w[0] == w[1]) {
+            let last: HashMap<i64, usize> =
+                out.ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+            out.ids
+                .iter()
+                .enumerate()
+                .map(|(i, id)| last[id] != i)
+                .collect()
+        } else {
+            Vec::new()
+        }
     };
-    let mut in_page: HashMap<i64, Seen> = HashMap::new();
     let mut keep = Vec::with_capacity(mapped.keys.len());
     let mut kept: Vec<RowKey> = Vec::new();
     let mut unchanged_ids = Vec::new();
-    for key in &mapped.keys {
+    for (i, key) in mapped.keys.iter().enumerate() {
         out.max_cursor_ms = out.max_cursor_ms.max(key.cursor_ms);
-        // (An empty map answers `get` without hashing.)
-        let prev = in_page.get(&key.id).or_else(|| seen.get(&key.id));
-        let change = Seen::change_for(prev, key.hash);
+        if superseded.get(i) == Some(&true) {
+            keep.push(false);
+            continue;
+        }
+        let change = Seen::change_for(seen.get(&key.id), key.hash);
         match change {
             Change::Insert => out.counts.inserted += 1,
             Change::Update => out.counts.updated += 1,
@@ -116,16 +129,6 @@ pub fn stage_mapped(
         keep.push(write);
         if write {
             kept.push(*key);
-        }
-        if write && repeats {
-            in_page.insert(
-                key.id,
-                Seen {
-                    hash: key.hash,
-                    finished: key.finished,
-                    deleted: false,
-                },
-            );
         }
     }
 
@@ -214,23 +217,28 @@ mod tests {
     }
 
     #[test]
-    fn an_id_twice_in_a_page_compares_with_its_earlier_version() {
+    fn an_id_twice_in_a_page_counts_and_writes_its_last_version_only() {
         let dir = tempfile::tempdir().unwrap();
         let mut dest = SqliteDest::open(&dir.path().join("leads.db")).unwrap();
-        // Changed within the page: inserted, then updated; the state keeps the later version.
+        // Changed within the page: one insert, of the later version; the earlier one would
+        // tie with it on `_extracted_at` in a files destination.
         let out = stage(&mut dest, &[lead(1, "a"), lead(2, "b"), lead(1, "c")]);
         assert_eq!(
             (out.counts.inserted, out.counts.updated, out.unchanged),
-            (2, 1, 0)
+            (2, 0, 0)
         );
         let later = map_page(Table::Leads, &[lead(1, "c").as_str()], &ctx()).keys[0].hash;
         let seen = dest.state().lookup(Table::Leads, &[1]).unwrap();
         assert_eq!(seen[&1].hash, later);
-        // The same version twice: the second is unchanged, also against staged state.
-        let out = stage(&mut dest, &[lead(3, "d"), lead(3, "d"), lead(1, "c")]);
+        // The same version twice: one unchanged row; a repeat whose last version is the
+        // committed one is unchanged, whatever came before it in the page.
+        let out = stage(
+            &mut dest,
+            &[lead(3, "d"), lead(3, "d"), lead(1, "x"), lead(1, "c")],
+        );
         assert_eq!(
             (out.counts.inserted, out.counts.updated, out.unchanged),
-            (1, 0, 2)
+            (1, 0, 1)
         );
         // A page without repeats compares with the state alone.
         let out = stage(&mut dest, &[lead(4, "e"), lead(3, "x"), lead(2, "b")]);
@@ -238,5 +246,8 @@ mod tests {
             (out.counts.inserted, out.counts.updated, out.unchanged),
             (1, 1, 1)
         );
+        // Every id of the page is still reported, for the pagination checks.
+        let out = stage(&mut dest, &[lead(5, "f"), lead(5, "g")]);
+        assert_eq!(out.ids, [5, 5]);
     }
 }
