@@ -872,7 +872,51 @@ fn json_str(text: &str) -> Result<Cow<'_, str>, serde_json::Error> {
     {
         return Ok(Cow::Borrowed(inner));
     }
-    serde_json::from_str::<CowStr<'_>>(text).map(|s| s.0)
+    serde_json::from_str::<CowStr<'_>>(text)
+        .map(|s| s.0)
+        .or_else(|e| lone_surrogates_replaced(text).ok_or(e))
+}
+
+/// A JSON string with a lone UTF-16 surrogate escape (`"\ud83d"`: what JavaScript writes for a
+/// text cut in the middle of an emoji, such as a truncated bio) has no UTF-8 form. Each lone
+/// surrogate becomes U+FFFD, so the record keeps the rest of its text instead of being rejected
+/// for half a character. `None` when `text` is not a string for another reason.
+#[cold]
+fn lone_surrogates_replaced(text: &str) -> Option<Cow<'static, str>> {
+    struct Bytes;
+    impl Visitor<'_> for Bytes {
+        type Value = Vec<u8>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_bytes<E>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+        fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+    }
+    // Read as bytes, serde_json decodes every escape and writes a lone surrogate in its
+    // three-byte WTF-8 form (`ED A0..BF 80..BF`); everything else is UTF-8.
+    let mut de = serde_json::Deserializer::from_str(text);
+    let bytes = de.deserialize_bytes(Bytes).ok()?;
+    de.end().ok()?;
+    let mut out = String::with_capacity(bytes.len());
+    let mut rest = &bytes[..];
+    loop {
+        match std::str::from_utf8(rest) {
+            Ok(tail) => {
+                out.push_str(tail);
+                return Some(Cow::Owned(out));
+            }
+            Err(e) => {
+                let (good, bad) = rest.split_at(e.valid_up_to());
+                out.push_str(std::str::from_utf8(good).ok()?);
+                out.push('\u{FFFD}');
+                rest = bad.get(3..)?;
+            }
+        }
+    }
 }
 
 /// Appends an object's `(key, raw value)` pairs to `out` (cleared first), in input order.
@@ -1842,6 +1886,24 @@ mod tests {
         );
         assert_eq!(int(&m.batch, "id", 0), Some(6));
         assert_eq!(text(&m.batch, "handle", 0).as_deref(), Some("aé🚀"));
+        // A lone surrogate (a text cut in the middle of an emoji) becomes U+FFFD: the lead is
+        // kept, with the rest of its text, in its columns and in `extra`.
+        let m = lead(
+            r#"{"id":8,"discoveredAt":"2026-06-02T09:01:00Z","profile":{"bio":"cut \ud83d","handle":"\udc00a\ud800\ud83d\ude80\n"},"note":"x\ud83d"}"#,
+        );
+        assert!(m.rejects.is_empty(), "{:?}", m.rejects);
+        assert_eq!(text(&m.batch, "bio", 0).as_deref(), Some("cut \u{FFFD}"));
+        assert_eq!(
+            text(&m.batch, "handle", 0).as_deref(),
+            Some("\u{FFFD}a\u{FFFD}🚀\n")
+        );
+        assert_eq!(
+            text(&m.batch, "extra", 0).as_deref(),
+            Some("{\"note\":\"x\u{FFFD}\"}")
+        );
+        // Not a string at all is still an error.
+        assert!(lone_surrogates_replaced("12").is_none());
+        assert!(lone_surrogates_replaced(r#""a\ud83d"x"#).is_none());
         // A repeated key: the last one wins, as in every JSON parser.
         let m = lead(r#"{"id":1,"id":7,"discoveredAt":"2026-06-02T09:01:00Z","x":1,"x":2}"#);
         assert_eq!(int(&m.batch, "id", 0), Some(7));
