@@ -13,7 +13,7 @@ use crate::simulator::SimulateArgs;
     name = "ctgo-export",
     version,
     about = "Export Catch The Good Ones leads and sync runs into SQLite, Parquet or CSV, incrementally and exactly once.",
-    after_help = "The API key comes from CTGO_API_KEY or --api-key-file, never from a flag.\nRUST_LOG=debug shows what the exporter does (the key never appears)."
+    after_help = "The API key comes from CTGO_API_KEY or --api-key-file, never from a flag.\nRUST_LOG=ctgo_export=debug shows what the exporter does (the key never appears).\n\nExit status: 0 completed (also with quarantined records), 1 failed, 2 usage or configuration error,\n3 refused by the API (401, 403, 410), 130 cancelled (SIGINT/SIGTERM)."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -41,19 +41,22 @@ pub struct SyncArgs {
     /// Destination: sqlite:PATH, parquet:DIR or csv:DIR.
     #[arg(long, env = "CTGO_DEST", value_name = "URI")]
     pub dest: Option<String>,
-    /// API base URL (https; plain http only for loopback).
+    /// API base URL (https; plain http only for loopback)
+    /// [default: https://www.catchthegoodones.com/api/v2].
     #[arg(long, env = "CTGO_BASE_URL", value_name = "URL")]
     pub base_url: Option<String>,
     /// Export only these streams (repeatable), through the per-stream endpoint.
     #[arg(long = "stream", value_name = "ID")]
     pub streams: Vec<i64>,
-    /// Tables to export, comma-separated: leads, sync_runs.
+    /// Tables to export, comma-separated: leads, sync_runs [default: leads,sync_runs].
     #[arg(long, env = "CTGO_TABLES", value_name = "LIST")]
     pub tables: Option<String>,
-    /// How far before the cursor each run reads again (late arrivals), e.g. 15m, 1h.
+    /// How far before the cursor each run reads again (late arrivals), e.g. 15m, 1h
+    /// [default: 15m].
     #[arg(long, env = "CTGO_LOOKBACK", value_name = "DURATION")]
     pub lookback: Option<String>,
-    /// Where the first run starts (ISO 8601); later runs follow the cursor.
+    /// Where the first run starts: an ISO 8601 time with its zone (2026-06-01T00:00:00Z) or a
+    /// date (midnight UTC); later runs follow the cursor [default: the whole history].
     #[arg(long, env = "CTGO_SINCE", value_name = "ISO8601")]
     pub since: Option<String>,
     /// Re-read everything and mark ids the API no longer returns as deleted.
@@ -74,14 +77,16 @@ pub struct SyncArgs {
     /// TOML file with sync settings (flags and environment override it).
     #[arg(long, env = "CTGO_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
-    /// Request budget per minute (the API allows 60); 0 = no limit (simulator only).
+    /// Request budget per minute (the API allows 60); 0 = no limit, for the simulator
+    /// [default: 60].
     #[arg(long, env = "CTGO_REQUESTS_PER_MINUTE", value_name = "N")]
     pub requests_per_minute: Option<u32>,
-    /// Retries of a transient API fault (5xx, timeout, dropped connection) before the job fails.
+    /// Retries of a transient API fault (5xx, timeout, dropped connection) before the job fails
+    /// [default: 8].
     #[arg(long, env = "CTGO_MAX_RETRIES", value_name = "N")]
     pub max_retries: Option<u32>,
     /// How long one API request may take before it counts as a transient fault (and is
-    /// retried), e.g. 60s, 2m, 500ms.
+    /// retried), e.g. 60s, 2m, 500ms [default: 60s].
     #[arg(long, env = "CTGO_TIMEOUT", value_name = "DURATION")]
     pub timeout: Option<String>,
     /// Write a UTF-8 byte order mark at the start of CSV files (for Excel).
@@ -117,7 +122,7 @@ pub struct JobsArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct CheckArgs {
-    /// API base URL.
+    /// API base URL [default: https://www.catchthegoodones.com/api/v2].
     #[arg(long, env = "CTGO_BASE_URL", value_name = "URL")]
     pub base_url: Option<String>,
     /// Read the API key from this file (instead of CTGO_API_KEY).
@@ -126,7 +131,8 @@ pub struct CheckArgs {
     /// Print /me as JSON on stdout.
     #[arg(long)]
     pub json: bool,
-    /// How long one API request may take before it counts as a transient fault, e.g. 30s.
+    /// How long one API request may take before it counts as a transient fault, e.g. 60s, 2m,
+    /// 500ms [default: 60s].
     #[arg(long, env = "CTGO_TIMEOUT", value_name = "DURATION")]
     pub timeout: Option<String>,
 }
@@ -148,4 +154,33 @@ pub struct DemoArgs {
     /// How many leads the simulator serves.
     #[arg(long, default_value_t = crate::demo::DEFAULT_DEMO_LEADS)]
     pub leads: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+    use crate::{api, config};
+
+    /// The defaults that `--help` names are the ones the code uses.
+    #[test]
+    fn help_names_the_defaults_in_force() {
+        let mut cli = Cli::command();
+        let sync = cli.find_subcommand_mut("sync").unwrap().render_long_help();
+        let help = sync
+            .to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        for want in [
+            format!("[default: {}]", api::DEFAULT_BASE_URL),
+            format!("[default: {}m]", config::DEFAULT_LOOKBACK.as_secs() / 60),
+            format!("[default: {}s]", api::DEFAULT_TIMEOUT.as_secs()),
+            format!("[default: {}]", api::DEFAULT_MAX_RETRIES),
+            format!("[default: {}]", api::DEFAULT_REQUESTS_PER_MINUTE),
+        ] {
+            assert!(help.contains(&want), "sync --help lacks {want}: {help}");
+        }
+    }
 }

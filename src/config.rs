@@ -50,15 +50,25 @@ pub enum ConfigError {
     BadDest(String),
     #[error("bad base URL {url:?}: {reason}")]
     BadBaseUrl { url: String, reason: String },
-    #[error("bad --tables {0:?}: use a comma-separated list of leads, sync_runs")]
+    #[error(
+        "bad tables {0:?} (--tables, CTGO_TABLES or tables in the config file): use leads, sync_runs or both, comma-separated"
+    )]
     BadTables(String),
-    #[error("bad --lookback {0:?}: use a duration such as 15m, 1h or 90s")]
+    #[error("unknown table {0:?}: use leads, sync_runs, export_jobs or rejects")]
+    UnknownTable(String),
+    #[error(
+        "bad lookback {0:?} (--lookback, CTGO_LOOKBACK or lookback in the config file): use a duration such as 15m, 1h or 90s"
+    )]
     BadLookback(String),
-    #[error("bad --timeout {0:?}: use a duration above zero such as 60s, 2m or 500ms")]
+    #[error(
+        "bad timeout {0:?} (--timeout, CTGO_TIMEOUT or timeout in the config file): use a duration above zero such as 60s, 2m or 500ms"
+    )]
     BadTimeout(String),
-    #[error("bad --since {0:?}: use an ISO 8601 timestamp such as 2026-06-01T00:00:00Z")]
+    #[error(
+        "bad since {0:?} (--since, CTGO_SINCE or since in the config file): use an ISO 8601 time with its zone, such as 2026-06-01T00:00:00Z, or a date such as 2026-06-01 (midnight UTC)"
+    )]
     BadSince(String),
-    #[error("bad page size {0}: use 1 to 500")]
+    #[error("bad page size {0} (--page-size or page_size in the config file): use 1 to 500")]
     BadPageSize(u32),
     #[error("bad stream id {0}: stream ids are positive integers")]
     BadStream(i64),
@@ -124,6 +134,23 @@ impl std::fmt::Display for DestSpec {
     }
 }
 
+/// `tables` in the config file: a list, or a comma-separated string as the flag takes.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum TablesValue {
+    List(Vec<String>),
+    Text(String),
+}
+
+impl TablesValue {
+    fn joined(&self) -> String {
+        match self {
+            TablesValue::List(l) => l.join(","),
+            TablesValue::Text(t) => t.clone(),
+        }
+    }
+}
+
 /// The `sync` settings a TOML file may hold (every one of them).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -132,7 +159,8 @@ pub struct FileConfig {
     pub base_url: Option<String>,
     pub api_key_file: Option<PathBuf>,
     pub streams: Option<Vec<i64>>,
-    pub tables: Option<Vec<String>>,
+    /// `["leads", "sync_runs"]`, or one string as `--tables` takes it: `"leads,sync_runs"`.
+    pub tables: Option<TablesValue>,
     pub lookback: Option<String>,
     pub since: Option<String>,
     pub full_refresh: Option<bool>,
@@ -208,7 +236,7 @@ impl JobConfig {
         }
         let tables = match (&args.tables, file.tables) {
             (Some(list), _) => parse_tables(list)?,
-            (None, Some(list)) => parse_tables(&list.join(","))?,
+            (None, Some(list)) => parse_tables(&list.joined())?,
             (None, None) => vec![Table::Leads, Table::SyncRuns],
         };
         let lookback = match args.lookback.clone().or(file.lookback) {
@@ -422,6 +450,11 @@ mod tests {
         let cfg = JobConfig::resolve(&a, Some(KEY.into())).unwrap();
         assert_eq!(cfg.dest, DestSpec::Csv("out".into()));
 
+        // `tables` as the flag takes it, one string.
+        std::fs::write(&file, "dest = \"csv:out\"\ntables = \"sync_runs\"\n").unwrap();
+        let cfg = JobConfig::resolve(&a, Some(KEY.into())).unwrap();
+        assert_eq!(cfg.tables, vec![Table::SyncRuns]);
+
         std::fs::write(&file, "dest = \"csv:out\"\nbogus = 1\n").unwrap();
         assert!(matches!(
             JobConfig::resolve(&a, Some(KEY.into())),
@@ -435,7 +468,7 @@ mod tests {
         let file: FileConfig = toml::from_str(text).unwrap();
         assert!(DestSpec::parse(file.dest.as_deref().unwrap()).is_ok());
         assert!(parse_duration(file.lookback.as_deref().unwrap()).is_some());
-        parse_tables(&file.tables.unwrap().join(",")).unwrap();
+        parse_tables(&file.tables.unwrap().joined()).unwrap();
         // The commented-out keys are valid too, once uncommented.
         let uncommented: String = text
             .lines()

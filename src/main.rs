@@ -68,10 +68,24 @@ async fn run(cli: Cli) -> i32 {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("ctgo-export: {err:#}");
+            eprintln!("ctgo-export: {}", error_text(&err));
             exit_code_for(&err)
         }
     }
+}
+
+/// The error and its causes, `a: b: c`, each cause once: a message that already ends with
+/// its cause's text (`cannot read FILE: No such file or directory`) does not get it again.
+fn error_text(err: &anyhow::Error) -> String {
+    let mut text = err.to_string();
+    for cause in err.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.ends_with(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 /// Usage and configuration errors exit 2, API refusals 3, the rest 1.
@@ -284,11 +298,9 @@ fn describe_me(me: &serde_json::Value, base: &str) -> String {
 
 fn schema(args: SchemaArgs) -> anyhow::Result<i32> {
     let tables: Vec<Table> = match &args.table {
-        Some(name) => vec![Table::from_name(name).ok_or_else(|| {
-            ConfigError::BadTables(format!(
-                "{name} (schema takes leads, sync_runs, export_jobs or rejects)"
-            ))
-        })?],
+        Some(name) => {
+            vec![Table::from_name(name).ok_or_else(|| ConfigError::UnknownTable(name.clone()))?]
+        }
         None => Table::ALL.to_vec(),
     };
     for t in tables {

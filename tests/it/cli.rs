@@ -527,3 +527,36 @@ fn config_file_settings_yield_to_the_environment_and_to_flags_both_ways() {
     let r = run(&env, &["--timeout", "0s"]);
     r.assert_code(2);
 }
+
+#[test]
+fn a_file_that_cannot_be_read_is_a_usage_error_that_says_why_once() {
+    let t = TestDir::new();
+    let (dest, _) = t.sqlite();
+    let missing = t.path("nope.toml");
+    for args in [
+        vec![
+            "sync",
+            "--dest",
+            &dest,
+            "--config",
+            missing.to_str().unwrap(),
+        ],
+        vec![
+            "sync",
+            "--dest",
+            &dest,
+            "--api-key-file",
+            missing.to_str().unwrap(),
+        ],
+    ] {
+        let run = Run::from_output(command().args(&args).output().unwrap());
+        run.assert_code(2);
+        assert!(run.stderr.contains("nope.toml"), "{}", run.stderr);
+        assert_eq!(
+            run.stderr.matches("No such file or directory").count(),
+            1,
+            "{}",
+            run.stderr
+        );
+    }
+}
