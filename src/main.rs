@@ -94,7 +94,7 @@ fn exit_code_for(err: &anyhow::Error) -> i32 {
         if cause.downcast_ref::<ConfigError>().is_some()
             || matches!(
                 cause.downcast_ref::<DestError>(),
-                Some(DestError::Missing { .. })
+                Some(DestError::Missing { .. } | DestError::Mismatch { .. })
             )
         {
             return exit::USAGE;

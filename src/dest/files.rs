@@ -81,6 +81,26 @@ pub struct FileStore {
     _lock: DestLock,
 }
 
+/// A file in one of `dir`'s table directories (`leads/part-….parquet`), if there is any.
+fn exported_file(dir: &Path) -> Result<Option<String>, DestError> {
+    for table in Table::ALL {
+        let d = dir.join(table.name());
+        let entries = match std::fs::read_dir(&d) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(DestError::io(format!("listing {}", d.display()))(e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(DestError::io(format!("listing {}", d.display())))?;
+            if entry.file_type().is_ok_and(|t| t.is_file()) {
+                let name = entry.file_name();
+                return Ok(Some(format!("{}/{}", table.name(), name.to_string_lossy())));
+            }
+        }
+    }
+    Ok(None)
+}
+
 impl FileStore {
     /// Create `dir` if missing, lock it, open the state store and create the table dirs.
     pub fn open(dir: &Path, scheme: &'static str) -> Result<FileStore, DestError> {
@@ -91,9 +111,27 @@ impl FileStore {
         )))?;
         let lock = DestLock::acquire(&dir.join(LOCK_FILE), &described)?;
         let state_path = dir.join(super::STATE_FILE);
+        if !state_path
+            .try_exists()
+            .map_err(DestError::io(format!("checking {}", state_path.display())))?
+            && let Some(file) = exported_file(dir)?
+        {
+            return Err(DestError::Mismatch {
+                dest: described,
+                reason: format!(
+                    "it holds exported files ({file}) but no {state}, the record of which \
+                     versions were written and of the cursor; without it every lead would be \
+                     written again. Put {state} back, or export into a new directory",
+                    state = super::STATE_FILE,
+                ),
+            });
+        }
         let store = StateStore::open(&state_path)
             .and_then(|s| s.limit_cache_kib(STATE_CACHE_KIB).map(|()| s))
             .map_err(DestError::sql(format!("opening {}", state_path.display())))?;
+        store
+            .claim_kind(scheme)
+            .map_err(DestError::kind(&described, &state_path))?;
         for table in Table::ALL {
             let d = dir.join(table.name());
             std::fs::create_dir_all(&d)

@@ -37,6 +37,8 @@ pub enum DestError {
     Busy { dest: String, holder: String },
     #[error("{dest} does not exist yet (no job has run there)")]
     Missing { dest: String },
+    #[error("{dest} cannot be used: {reason}")]
+    Mismatch { dest: String, reason: String },
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -54,6 +56,27 @@ pub enum DestError {
 }
 
 impl DestError {
+    /// `spec`'s state store belongs to another kind of destination, or could not be read.
+    pub fn kind(spec: &str, path: &Path) -> impl FnOnce(state::KindError) -> DestError {
+        let (dest, path) = (spec.to_string(), path.display().to_string());
+        move |e| match e {
+            state::KindError::Other(other) => {
+                let (_, place) = dest.split_once(':').unwrap_or(("", &dest));
+                DestError::Mismatch {
+                    reason: format!(
+                        "it holds the state of a {other} destination ({path}). A destination \
+                         keeps one kind: use --dest {other}:{place}, or a new path for this kind"
+                    ),
+                    dest,
+                }
+            }
+            state::KindError::Sql(source) => DestError::Sqlite {
+                context: format!("reading {path}"),
+                source,
+            },
+        }
+    }
+
     pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> DestError {
         let context = context.into();
         move |source| DestError::Io { context, source }
@@ -198,7 +221,18 @@ pub fn open_ledger(spec: &DestSpec) -> Result<StateStore, DestError> {
             dest: spec.to_string(),
         });
     }
-    StateStore::open_read_only(&path).map_err(DestError::sql(format!("opening {}", path.display())))
+    let store = StateStore::open_read_only(&path)
+        .map_err(DestError::sql(format!("opening {}", path.display())))?;
+    // A store from before the kind was recorded has none: any kind may read it.
+    let kind = store
+        .dest_kind()
+        .map_err(DestError::sql(format!("reading {}", path.display())))?;
+    if let Some(other) = kind.filter(|k| k != spec.kind()) {
+        return Err(DestError::kind(&spec.to_string(), &path)(
+            state::KindError::Other(other),
+        ));
+    }
+    Ok(store)
 }
 
 /// The SQLite column type for an Arrow type.

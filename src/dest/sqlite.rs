@@ -40,6 +40,9 @@ impl SqliteDest {
         let lock = DestLock::acquire(&lock_path, &dest)?;
         let mut store = StateStore::open(path)
             .map_err(DestError::sql(format!("opening {}", path.display())))?;
+        store
+            .claim_kind("sqlite")
+            .map_err(DestError::kind(&dest, path))?;
         for (table, key) in [
             (Table::Leads, Some("id")),
             (Table::SyncRuns, Some("id")),

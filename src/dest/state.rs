@@ -26,6 +26,28 @@ use crate::schema::Table;
 /// Bumped when the layout of the hidden tables changes.
 pub const STATE_VERSION: i64 = 2;
 
+/// Why a store cannot serve a destination of the kind asked for.
+#[derive(Debug, thiserror::Error)]
+pub enum KindError {
+    #[error("it holds the state of a {0} destination")]
+    Other(String),
+    #[error(transparent)]
+    Sql(#[from] rusqlite::Error),
+}
+
+/// `path` for an SQLite `file:` URI: the characters that URIs give a meaning escaped.
+fn uri_path(path: &Path) -> String {
+    let text = path.to_string_lossy();
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '%' | '?' | '#' => out.push_str(&format!("%{:02X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// What the store knows about one id of one table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Seen {
@@ -174,13 +196,60 @@ impl StateStore {
     }
 
     /// Open an existing store read-only (for `jobs` while a job may be running).
+    ///
+    /// A store in WAL mode needs its `-shm` file even to be read. Where that cannot be created
+    /// (a directory the user may only read, and no job running to have made it), the store
+    /// is opened as immutable instead: nothing can be writing it then.
     pub fn open_read_only(path: &Path) -> rusqlite::Result<StateStore> {
-        let conn = Connection::open_with_flags(
-            path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
+        use rusqlite::OpenFlags;
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        Ok(StateStore::with(conn))
+        let probe =
+            |c: &Connection| c.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()));
+        match probe(&conn) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.extended_code == rusqlite::ffi::SQLITE_READONLY_DIRECTORY
+                    || e.code == rusqlite::ErrorCode::CannotOpen =>
+            {
+                drop(conn);
+                let uri = format!("file:{}?immutable=1", uri_path(path));
+                let conn = Connection::open_with_flags(uri, flags | OpenFlags::SQLITE_OPEN_URI)?;
+                probe(&conn)?;
+                Ok(StateStore::with(conn))
+            }
+            Err(e) => Err(e),
+            Ok(()) => Ok(StateStore::with(conn)),
+        }
+    }
+
+    /// Which kind of destination (`sqlite`, `parquet`, `csv`) this store belongs to, recorded
+    /// by the first job; `None` for a store from before the kind was recorded.
+    pub fn dest_kind(&self) -> rusqlite::Result<Option<String>> {
+        self.conn
+            .query_row(
+                "SELECT value FROM _ctgo_meta WHERE key = 'dest_kind'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+    }
+
+    /// Record `kind` as this store's destination kind, or refuse if it belongs to another
+    /// kind: a `csv:DIR` job on a Parquet directory would share its dedup state and never
+    /// write the leads the Parquet files already hold.
+    pub fn claim_kind(&self, kind: &str) -> Result<(), KindError> {
+        match self.dest_kind()? {
+            Some(k) if k == kind => Ok(()),
+            Some(k) => Err(KindError::Other(k)),
+            None => {
+                self.conn.execute(
+                    "INSERT OR IGNORE INTO _ctgo_meta(key, value) VALUES ('dest_kind', ?1)",
+                    [kind],
+                )?;
+                Ok(())
+            }
+        }
     }
 
     fn init(conn: Connection) -> rusqlite::Result<StateStore> {

@@ -560,3 +560,41 @@ fn a_file_that_cannot_be_read_is_a_usage_error_that_says_why_once() {
         );
     }
 }
+
+#[test]
+fn a_destination_keeps_its_kind_and_its_state_file() {
+    let sim = sim(600);
+    let t = TestDir::new();
+    let dir = t.path("out");
+    let parquet = format!("parquet:{}", dir.display());
+    sync_ok(&sim, &parquet, &[]);
+    let refused = |dest: &str, args: &[&str], what: &str| {
+        let run = sync(&sim, dest, args);
+        run.assert_code(2);
+        assert!(run.stderr.contains(what), "{dest}: {}", run.stderr);
+    };
+    // The same directory as CSV would share the Parquet dedup state: every lead would look
+    // written already, and none would reach the CSV files.
+    let csv = format!("csv:{}", dir.display());
+    refused(&csv, &[], "holds the state of a parquet destination");
+    let state = dir.join(".ctgo-state.db");
+    refused(
+        &format!("sqlite:{}", state.display()),
+        &[],
+        "holds the state of a parquet destination",
+    );
+    let run = Run::from_output(command().args(["jobs", "--dest", &csv]).output().unwrap());
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains(&format!("--dest {parquet}")),
+        "{}",
+        run.stderr
+    );
+    // Without its state file the directory's leads would all be written again.
+    std::fs::rename(&state, t.path("state-aside.db")).unwrap();
+    refused(&parquet, &[], "but no .ctgo-state.db");
+    assert!(!state.exists(), "nothing created");
+    std::fs::rename(t.path("state-aside.db"), &state).unwrap();
+    let job = sync_ok(&sim, &parquet, &[]);
+    assert_eq!(leads_counts(&job), (0, 0, 0, 0));
+}
