@@ -77,6 +77,10 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "{0} is not empty and holds no earlier demo: choose another --out (the demo replaces only its own outputs)"
+    )]
+    DemoOut(PathBuf),
     #[error("bad config file {path}: {message}")]
     FileParse { path: PathBuf, message: String },
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::Context;
 
 use crate::cli::DemoArgs;
-use crate::config::{DestSpec, JobConfig};
+use crate::config::{ConfigError, DestSpec, JobConfig};
 use crate::extract::{self, Cancel, JobOutcome, exit};
 use crate::simulator::{SimConfig, Simulator};
 
@@ -66,17 +66,61 @@ pub fn demo_destinations(out: &Path) -> [DestSpec; 3] {
     ]
 }
 
+/// A file the demo leaves in its directory, so that the next demo may replace what it wrote.
+const DEMO_MARK: &str = ".ctgo-demo";
+/// Every this many leads the demo's simulator serves a malformed one.
+const DEMO_MALFORMED_EVERY: usize = 997;
+
+/// An empty `out`, or one a previous demo wrote (its outputs are removed: a new simulator is
+/// another API, which a destination refuses to mix with the one it exported).
+fn prepare_out(out: &Path) -> anyhow::Result<()> {
+    if out.join(DEMO_MARK).exists() {
+        eprintln!("Replacing the previous demo in {}.", out.display());
+        for dest in demo_destinations(out) {
+            let path = dest.path();
+            let removed = match dest {
+                DestSpec::Sqlite(_) => ["", "-wal", "-shm", ".lock"]
+                    .iter()
+                    .map(|suffix| {
+                        let mut p = path.as_os_str().to_owned();
+                        p.push(suffix);
+                        remove(std::fs::remove_file(&p))
+                    })
+                    .collect(),
+                DestSpec::Parquet(_) | DestSpec::Csv(_) => remove(std::fs::remove_dir_all(path)),
+            };
+            removed.with_context(|| format!("removing the previous demo's {dest}"))?;
+        }
+    } else if std::fs::read_dir(out).is_ok_and(|mut entries| entries.next().is_some()) {
+        return Err(ConfigError::DemoOut(out.to_path_buf()).into());
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    std::fs::write(out.join(DEMO_MARK), "written by `ctgo-export demo`\n")
+        .with_context(|| format!("writing {}", out.join(DEMO_MARK).display()))
+}
+
+/// A removal that found nothing to remove is fine.
+fn remove(result: std::io::Result<()>) -> std::io::Result<()> {
+    match result {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
 pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
+    prepare_out(&args.out)?;
     let dests = demo_destinations(&args.out);
     let db = args.out.join("leads.db");
     let mut cfg = SimConfig::new(args.leads, 7);
-    cfg.malformed_every = Some(997);
+    cfg.malformed_every = Some(DEMO_MALFORMED_EVERY);
     let sim = Simulator::start(cfg).context("starting the built-in simulator")?;
     let base = sim.base_url();
+    let malformed = match args.leads / DEMO_MALFORMED_EVERY {
+        0 => String::new(),
+        n => format!(" ({n} of them deliberately malformed)"),
+    };
     eprintln!(
-        "Simulator on {base} serving {} leads (a few deliberately malformed).",
+        "Simulator on {base} serving {} leads{malformed}.",
         args.leads
     );
 
@@ -104,8 +148,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
 
     summary(&db)?;
     let out = args.out.display();
+    // The program as it was started (`target/release/ctgo-export` under cargo run).
+    let me = std::env::args()
+        .next()
+        .unwrap_or_else(|| "ctgo-export".into());
     eprintln!(
-        "\nTry:\n  sqlite3 {out}/leads.db 'SELECT handle, follower_count, discovered_at FROM leads ORDER BY discovered_at DESC LIMIT 5'\n  duckdb -c \"SELECT count(DISTINCT id) FROM read_parquet('{out}/parquet/leads/*.parquet')\"\n  ls {out}/csv/leads/\n  ctgo-export jobs --dest sqlite:{out}/leads.db"
+        "\nTry:\n  sqlite3 {out}/leads.db 'SELECT handle, follower_count, discovered_at FROM leads ORDER BY discovered_at DESC LIMIT 5'\n  python3 -c \"import duckdb; print(duckdb.sql(\\\"SELECT count(DISTINCT id) FROM read_parquet('{out}/parquet/leads/*.parquet')\\\"))\"\n  ls {out}/csv/leads/\n  {me} jobs --dest sqlite:{out}/leads.db"
     );
     Ok(exit::COMPLETED)
 }

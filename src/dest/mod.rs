@@ -70,6 +70,15 @@ impl DestError {
                     dest,
                 }
             }
+            state::KindError::Source(bound) => DestError::Mismatch {
+                reason: format!(
+                    "it holds an export of {bound}, and this job reads another API: their \
+                     cursors and leads would mix. Export into a new destination, or run once \
+                     with --full-refresh to re-read everything from the new API (ids it does \
+                     not return are then marked deleted)"
+                ),
+                dest,
+            },
             state::KindError::Sql(source) => DestError::Sqlite {
                 context: format!("reading {path}"),
                 source,

@@ -31,6 +31,8 @@ pub const STATE_VERSION: i64 = 2;
 pub enum KindError {
     #[error("it holds the state of a {0} destination")]
     Other(String),
+    #[error("it holds an export of {0}")]
+    Source(String),
     #[error(transparent)]
     Sql(#[from] rusqlite::Error),
 }
@@ -220,6 +222,39 @@ impl StateStore {
             }
             Err(e) => Err(e),
             Ok(()) => Ok(StateStore::with(conn)),
+        }
+    }
+
+    /// Bind the store to the API it exports (`source`, the base URL), or refuse another one:
+    /// cursors and dedup state of one API would make an export of another skip leads (its
+    /// cursor) and mark the first API's leads deleted (a full refresh). A full refresh may
+    /// move the store to a new source: it forgets every cursor in the same transaction, so
+    /// the next run reads everything from the new source even if this one does not finish.
+    /// Must be called outside a transaction.
+    pub fn claim_source(&mut self, source: &str, full_refresh: bool) -> Result<(), KindError> {
+        let bound: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT value FROM _ctgo_meta WHERE key = 'source'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match bound {
+            Some(b) if b == source => Ok(()),
+            Some(b) if !full_refresh => Err(KindError::Source(b)),
+            _ => {
+                let tx = self.conn.unchecked_transaction()?;
+                if bound.is_some() {
+                    tx.execute("DELETE FROM _ctgo_cursor", [])?;
+                }
+                tx.execute(
+                    "INSERT OR REPLACE INTO _ctgo_meta(key, value) VALUES ('source', ?1)",
+                    [source],
+                )?;
+                tx.commit()?;
+                Ok(())
+            }
         }
     }
 

@@ -108,9 +108,14 @@ pub struct JobOutcome {
     pub requests: u64,
 }
 
+/// The API a job reads, as the destination's state records it: the base URL.
+fn source_url(cfg: &JobConfig) -> &str {
+    cfg.base_url.as_str().trim_end_matches('/')
+}
+
 /// Stable id of one source + destination pair.
 pub fn source_connection_id(cfg: &JobConfig) -> Uuid {
-    let base = cfg.base_url.as_str().trim_end_matches('/');
+    let base = source_url(cfg);
     Uuid::new_v5(
         &Uuid::NAMESPACE_URL,
         format!("ctgo-export|{base}|{}", cfg.dest.canonical()).as_bytes(),
@@ -166,6 +171,13 @@ pub async fn run_sync(cfg: JobConfig, cancel: Cancel) -> Result<JobOutcome, Dest
             "Recovered what an earlier run left unfinished."
         );
     }
+
+    dest.state()
+        .claim_source(source_url(&cfg), cfg.full_refresh)
+        .map_err(DestError::kind(
+            &dest.describe(),
+            &dest::state_path(&cfg.dest),
+        ))?;
 
     let mut job = JobRecord::new(source_connection_id(&cfg), Utc::now());
     for t in &cfg.tables {

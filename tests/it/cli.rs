@@ -235,11 +235,13 @@ fn the_key_appears_nowhere_even_at_trace_level() {
         ..SimConfig::new(5, 1)
     })
     .unwrap();
+    // (Another destination: this one holds an export of the first simulator.)
+    let dest2 = format!("sqlite:{}", t.path("other.db").display());
     let run = Run::from_output(
         command()
             .env("CTGO_API_KEY", bad)
             .env("RUST_LOG", "trace")
-            .args(["sync", "--dest", &dest, "--base-url", &sim2.base_url()])
+            .args(["sync", "--dest", &dest2, "--base-url", &sim2.base_url()])
             .output()
             .unwrap(),
     );
@@ -388,6 +390,46 @@ fn demo_runs_without_key_or_network() {
     assert!(out.join("leads.db").exists());
     assert!(query_i64(&out.join("leads.db"), "SELECT count(*) FROM leads") > 800);
     assert!(run.stderr.contains("Second export"), "{}", run.stderr);
+    // Again in the same directory: the previous demo's outputs are replaced, and the story's
+    // figures are the first run's.
+    let again = Run::from_output(
+        command()
+            .args(["demo", "--leads", "800", "--out"])
+            .arg(&out)
+            .output()
+            .unwrap(),
+    );
+    again.assert_code(0);
+    assert!(again.stderr.contains("Replacing the previous demo"));
+    let firsts = |r: &Run| -> Vec<String> {
+        r.stderr
+            .lines()
+            .filter(|l| l.starts_with("First export"))
+            .map(|l| {
+                l.split(" in ")
+                    .nth(1)
+                    .unwrap_or("")
+                    .split_once(": ")
+                    .map(|x| x.1.to_string())
+                    .unwrap_or_default()
+            })
+            .collect()
+    };
+    assert_eq!(firsts(&run), firsts(&again));
+    assert!(firsts(&run)[0].starts_with("8"), "{:?}", firsts(&run));
+    // A directory that holds anything else is not touched.
+    let other = t.path("mine");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("notes.txt"), "mine").unwrap();
+    let run = Run::from_output(
+        command()
+            .args(["demo", "--out"])
+            .arg(&other)
+            .output()
+            .unwrap(),
+    );
+    run.assert_code(2);
+    assert_eq!(std::fs::read_dir(&other).unwrap().count(), 1);
 }
 
 #[test]
@@ -597,4 +639,34 @@ fn a_destination_keeps_its_kind_and_its_state_file() {
     std::fs::rename(t.path("state-aside.db"), &state).unwrap();
     let job = sync_ok(&sim, &parquet, &[]);
     assert_eq!(leads_counts(&job), (0, 0, 0, 0));
+}
+
+#[test]
+fn a_destination_exports_one_api_unless_a_full_refresh_moves_it() {
+    let first = sim(300);
+    let t = TestDir::new();
+    let (dest, path) = t.sqlite();
+    sync_ok(&first, &dest, &[]);
+    // Another API (here a simulator with other leads): its leads older than the first one's
+    // cursor would be skipped, and a full refresh would mark the first one's leads deleted.
+    let second = sim_with(|c| {
+        c.leads = 200;
+        c.seed = 99;
+    });
+    let run = sync(&second, &dest, &[]);
+    run.assert_code(2);
+    assert!(
+        run.stderr
+            .contains(&format!("holds an export of {}", first.base_url())),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(sqlite_lead_ids(&path).len(), 300, "nothing written");
+    // A full refresh moves the destination to the new API; later runs follow it.
+    let job = sync_ok(&second, &dest, &["--full-refresh"]);
+    let (inserted, updated, deleted, _) = leads_counts(&job);
+    assert_eq!(inserted + updated, 200);
+    assert!(deleted > 0);
+    sync_ok(&second, &dest, &[]);
+    sync(&first, &dest, &[]).assert_code(2);
 }
