@@ -79,14 +79,13 @@ fn prepare_out(out: &Path) -> anyhow::Result<()> {
         for dest in demo_destinations(out) {
             let path = dest.path();
             let removed = match dest {
-                DestSpec::Sqlite(_) => ["", "-wal", "-shm", ".lock"]
-                    .iter()
-                    .map(|suffix| {
+                DestSpec::Sqlite(_) => {
+                    ["", "-wal", "-shm", ".lock"].iter().try_for_each(|suffix| {
                         let mut p = path.as_os_str().to_owned();
                         p.push(suffix);
                         remove(std::fs::remove_file(&p))
                     })
-                    .collect(),
+                }
                 DestSpec::Parquet(_) | DestSpec::Csv(_) => remove(std::fs::remove_dir_all(path)),
             };
             removed.with_context(|| format!("removing the previous demo's {dest}"))?;
