@@ -68,8 +68,10 @@ pub const RUNS_LISTED_SCOPE: &str = "runs:listed";
 /// read the whole runs listing for ever.
 pub const PENDING_RUN_MAX_AGE_MS: i64 = 24 * 3600 * 1000;
 
-/// How far past the extraction time the cursor may move (clock skew between us and the API).
-pub const MAX_CURSOR_AHEAD_MS: i64 = 60_000;
+/// How far the API's clock may lag ours. The cursor stays this far before the export's start,
+/// so that leads the API shows during the export, dated up to the lookback before its start
+/// by the API's clock, are still after the next run's `since`.
+pub const API_CLOCK_LAG_MS: i64 = 60_000;
 
 /// Exit statuses of `sync` (product.md).
 pub mod exit {
@@ -179,6 +181,14 @@ pub async fn run_sync(cfg: JobConfig, cancel: Cancel) -> Result<JobOutcome, Dest
             &dest::state_path(&cfg.dest),
         ))?;
 
+    if cfg.lookback < crate::config::DEFAULT_LOOKBACK && cfg.tables.contains(&Table::Leads) {
+        tracing::warn!(
+            lookback = %humantime::format_duration(cfg.lookback),
+            "The lookback is shorter than the 15 minutes by which the API may show a lead late: \
+             a lead shown later than the lookback after its discoveredAt is missed by incremental \
+             runs (a --full-refresh finds it)."
+        );
+    }
     let mut job = JobRecord::new(source_connection_id(&cfg), Utc::now());
     for t in &cfg.tables {
         job.touch_table(t.name());
@@ -457,9 +467,10 @@ impl JobRun<'_> {
             since_for(cursor, self.cfg.lookback, self.cfg.since)
         };
         if cursor.is_some() && self.cfg.since.is_some() && !full {
-            tracing::info!(
+            tracing::warn!(
                 scope,
-                "A cursor exists; --since only sets the first run's start and is ignored."
+                "This destination already has a cursor here: --since only sets where the first \
+                 run starts, so it is ignored. To read older leads again, run with --full-refresh."
             );
         }
         tracing::info!(
@@ -1026,11 +1037,18 @@ fn write_leads(
         };
         match msg {
             Msg::Page {
-                mapped,
+                mut mapped,
                 records,
                 total,
                 ..
             } => {
+                // Read through one stream's endpoint, a lead without `streamId` is that
+                // stream's (for the deletions of a full refresh of it).
+                if let [stream] = streams {
+                    for key in &mut mapped.keys {
+                        key.stream_id.get_or_insert(*stream);
+                    }
+                }
                 if progress.length() == Some(0)
                     && let Some(t) = total
                 {
@@ -1060,14 +1078,21 @@ fn write_leads(
                 return Err(e);
             }
             Msg::Done { pages, early: None } => {
-                // A record dated in the future (a clock or data error upstream) must not push
-                // the cursor past now: every later lead would fall before `since`.
-                let ceiling = ctx.extracted_at_ms + MAX_CURSOR_AHEAD_MS;
+                // The cursor may not pass the export's start (less the API's clock lag). A lead
+                // the API shows while the export runs may be dated up to the lookback before
+                // that start, on a page already read (oldest first, a long export); the next run
+                // reads from cursor − lookback, so it must find it there. And a lead dated in
+                // the future (a clock or data error upstream) must not push the cursor past
+                // now: every later lead would fall before `since`.
+                let started = ctx.extracted_at_ms;
+                let ceiling = started - API_CLOCK_LAG_MS;
                 if max_cursor.is_some_and(|c| c > ceiling) {
-                    tracing::warn!(
-                        newest = max_cursor.map(dest::format_ms),
-                        "A lead is dated in the future; the cursor stops at now."
-                    );
+                    if max_cursor.is_some_and(|c| c > started + API_CLOCK_LAG_MS) {
+                        tracing::warn!(
+                            newest = max_cursor.map(dest::format_ms),
+                            "A lead is dated in the future; the cursor stops before now."
+                        );
+                    }
                     max_cursor = Some(ceiling).max(cursor);
                 }
                 if let Some(c) = max_cursor
@@ -1153,7 +1178,19 @@ mod tests {
         early: Option<&str>,
     ) -> (Result<(), StepError>, Option<i64>) {
         let dir = tempfile::tempdir().unwrap();
-        let mut dest = crate::dest::sqlite::SqliteDest::open(&dir.path().join("l.db")).unwrap();
+        let (r, mut dest) = write_scope_pages(dir.path(), pages, early, &[]);
+        let cursor = dest.state().cursor("leads").unwrap();
+        (r, cursor)
+    }
+
+    /// [`write_pages`] for the scope of `streams` (all when empty), into a destination in `dir`.
+    fn write_scope_pages(
+        dir: &std::path::Path,
+        pages: &[(&[(i64, u32)], bool)],
+        early: Option<&str>,
+        streams: &[i64],
+    ) -> (Result<(), StepError>, crate::dest::sqlite::SqliteDest) {
+        let mut dest = crate::dest::sqlite::SqliteDest::open(&dir.join("l.db")).unwrap();
         let ctx = MapContext {
             extracted_at_ms: crate::job::parse_ts("2026-06-03T00:00:00Z")
                 .unwrap()
@@ -1183,15 +1220,31 @@ mod tests {
             vec![rx],
             &mut job,
             ctx,
-            "leads",
+            &cursor_scope(streams.first().copied()),
             None,
             false,
-            &[],
+            streams,
             &Cancel::new(),
             &ProgressBar::hidden(),
         );
-        let cursor = dest.state().cursor("leads").unwrap();
-        (r, cursor)
+        (r, dest)
+    }
+
+    #[test]
+    fn a_lead_without_stream_id_read_through_a_stream_belongs_to_that_stream() {
+        // The contract lets `streamId` be missing. Read through `/streams/4/leads`, the lead
+        // is stream 4's, so a full refresh of stream 4 can find it gone.
+        let dir = tempfile::tempdir().unwrap();
+        let (r, mut dest) = write_scope_pages(dir.path(), &[(&[(7, 1)], true)], None, &[4]);
+        assert!(r.is_ok(), "{r:?}");
+        let stream: Option<i64> = dest
+            .state()
+            .conn()
+            .query_row("SELECT stream_id FROM _ctgo_seen WHERE id = 7", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(stream, Some(4));
     }
 
     fn at(sec: u32) -> Option<i64> {

@@ -520,6 +520,11 @@ impl Simulator {
         st.store.add_leads_at(n, at)
     }
 
+    /// Adds `n` leads discovered at `at` (unix seconds; new, higher ids); returns their ids.
+    pub fn add_leads_dated(&self, n: usize, at: i64) -> Vec<i64> {
+        self.state().store.add_leads_at(n, at)
+    }
+
     /// Adds `n` leads sharing the newest lead's exact second; returns their ids.
     pub fn add_leads_at_newest_second(&self, n: usize) -> Vec<i64> {
         let mut st = self.state();

@@ -188,6 +188,32 @@ fn a_page_of_arrivals_between_two_requests_loses_no_older_lead() {
 }
 
 #[test]
+fn a_lead_dated_in_the_future_leaves_the_cursor_before_the_start_so_late_leads_are_read() {
+    // A lead dated ten minutes ahead (an upstream clock error) must not carry the cursor past
+    // the export's start: a lead then shown 14½ minutes late (within the API's 15) is dated
+    // before that start, and the next run must still ask for it.
+    let sim = sim(50);
+    let now = chrono::Utc::now().timestamp();
+    sim.add_leads_dated(1, now + 600);
+    let t = TestDir::new();
+    let (dest, path) = t.sqlite();
+    let args = ["--tables", "leads"];
+    sync_ok(&sim, &dest, &args);
+    let cursor = query_i64(
+        &path,
+        "SELECT cursor_ms FROM _ctgo_cursor WHERE scope = 'leads'",
+    );
+    assert!(
+        cursor <= (now - 59) * 1000,
+        "cursor {cursor} vs start {now}"
+    );
+    let late = sim.add_leads_dated(1, now - 870);
+    let job = sync_ok(&sim, &dest, &args);
+    assert_eq!(leads_counts(&job).0, 1, "{job}");
+    assert!(sqlite_lead_ids(&path).contains(&late[0]));
+}
+
+#[test]
 fn requests_ahead_cost_at_most_one_page_more_than_needed() {
     // 1,000 leads in pages of 100: ten pages. Two requests overlap once pages come back full;
     // the one past the end is dropped, or answered empty.
