@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 
+use chrono::Utc;
 use ctgo_export::api::{ApiClient, ApiError};
 use ctgo_export::cli::{CheckArgs, Cli, Command, JobsArgs, SchemaArgs, SyncArgs};
 use ctgo_export::config::{self, ConfigError, DestSpec, JobConfig};
@@ -150,13 +151,30 @@ async fn sync(args: SyncArgs) -> anyhow::Result<i32> {
         move || cancel.cancel()
     });
     let json = cfg.json;
+    let source_id = extract::source_connection_id(&cfg);
     let outcome = match extract::run_sync(cfg, cancel).await {
         Ok(o) => o,
-        Err(e @ DestError::Busy { .. }) => {
-            eprintln!("ctgo-export: {e}");
-            return Ok(exit::FAILED);
+        Err(e) => {
+            // No job could start, so none is in the ledger; `--json` still prints one record,
+            // FAILED, that says why.
+            if json {
+                let mut job = JobRecord::new(source_id, Utc::now());
+                let kind = match &e {
+                    DestError::Busy { .. } => "busy",
+                    _ => "destination",
+                };
+                let details = serde_json::json!({"kind": kind, "refused": false});
+                let _ = job.fail(e.to_string(), Some(details), Utc::now());
+                println!("{}", job.to_json_line());
+            }
+            return match e {
+                DestError::Busy { .. } => {
+                    eprintln!("ctgo-export: {e}");
+                    Ok(exit::FAILED)
+                }
+                e => Err(e).context("the destination failed"),
+            };
         }
-        Err(e) => return Err(e).context("the destination failed"),
     };
     if json {
         println!("{}", outcome.job.to_json_line());

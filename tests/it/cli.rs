@@ -280,6 +280,16 @@ fn a_second_job_on_the_same_destination_is_refused_and_harms_nothing() {
         "{}",
         second.stderr
     );
+    // `--json` still prints one record: FAILED, saying why (it is in no ledger).
+    let record = second.job();
+    assert_eq!(record["status"], "FAILED");
+    assert_eq!(record["error_details"]["kind"], "busy");
+    assert!(
+        record["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("another ctgo-export job is running")),
+        "{record}"
+    );
     let first = Run::from_output(first.wait_with_output().unwrap());
     first.assert_code(0);
     assert_eq!(sqlite_lead_ids(&path), expected_ids(&sim));
