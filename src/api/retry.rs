@@ -134,11 +134,11 @@ where
                     });
                 }
                 counters.rate_limited.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(
+                tracing::warn!(
                     endpoint,
                     wait_s = retry_after.as_secs_f64(),
                     waits_in_a_row,
-                    "Rate limited (429); waiting as Retry-After says."
+                    "Rate limited by the API (429); waiting as Retry-After says."
                 );
                 clock.sleep(retry_after).await;
             }

@@ -351,19 +351,32 @@ fn finish_failed(
     })
 }
 
+/// The progress bar on stderr, when it is a terminal (stdout, where `--json` goes, is apart).
+/// It ticks by itself, so a wait (the rate limit, a `Retry-After`) shows as time passing.
 fn progress_bar(cfg: &JobConfig) -> ProgressBar {
     use std::io::IsTerminal;
-    if !cfg.progress || cfg.json || !std::io::stderr().is_terminal() {
+    if !cfg.progress || !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
     let pb = ProgressBar::new(0);
-    pb.set_style(
-        ProgressStyle::with_template(
-            "{spinner} {msg} {wide_bar} {human_pos}/{human_len} records [{elapsed_precise}, {eta} left]",
-        )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    pb.enable_steady_tick(std::time::Duration::from_millis(250));
     pb
+}
+
+/// Start a phase of the bar: `records` counted against the API's `total` (leads), or just
+/// counted (runs: no total).
+fn progress_phase(pb: &ProgressBar, message: String, with_total: bool) {
+    let template = if with_total {
+        "{spinner} {msg} {wide_bar} {human_pos}/{human_len} records [{elapsed_precise}, {eta} left]"
+    } else {
+        "{spinner} {msg}: {human_pos} records [{elapsed_precise}]"
+    };
+    pb.set_message(message);
+    pb.set_length(0);
+    pb.reset();
+    pb.set_style(
+        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
 }
 
 /// Messages from the page fetcher to the writer.
@@ -480,10 +493,14 @@ impl JobRun<'_> {
             full_refresh = full,
             "Exporting leads."
         );
-        self.progress.set_message(match stream {
-            None => "leads, all streams".to_string(),
-            Some(id) => format!("leads, stream {id}"),
-        });
+        progress_phase(
+            &self.progress,
+            match stream {
+                None => "leads, all streams".to_string(),
+                Some(id) => format!("leads, stream {id}"),
+            },
+            true,
+        );
 
         // fetcher (HTTP, on the runtime) → mappers (threads, pages dealt round-robin) →
         // writer (thread, takes the pages back in order).
@@ -565,7 +582,7 @@ impl JobRun<'_> {
     async fn runs(&mut self) -> Result<(), StepError> {
         let table = Table::SyncRuns;
         let full = self.cfg.full_refresh;
-        self.progress.set_message("sync runs");
+        progress_phase(&self.progress, "sync runs".into(), false);
         let (mut pending, known) = {
             let d = self.dest.as_mut().expect("destination present");
             let pending: HashSet<i64> = d
@@ -620,6 +637,7 @@ impl JobRun<'_> {
                     .save_job(&self.job)
                     .map_err(DestError::sql("recording job counts"))?;
                 dest.commit(false)?;
+                self.progress.inc(n as u64);
                 for id in &out.ids {
                     pending.remove(id);
                 }
