@@ -204,11 +204,12 @@ pub fn summary_line(job: &JobRecord, requests: u64) -> String {
         ));
     }
     format!(
-        "Job {} {} in {:.2} s ({} API requests). {}",
+        "Job {} {} in {:.2} s ({} API request{}). {}",
         job.id,
         job.status,
         job.duration_seconds.unwrap_or_default(),
         requests,
+        if requests == 1 { "" } else { "s" },
         parts.join("; ")
     )
 }

@@ -30,7 +30,7 @@ pub enum ApiError {
         message: String,
     },
     /// 404.
-    #[error("the API has no {endpoint} (404 Not Found{}): check the stream id and --base-url{}", code_suffix(.code), message_suffix(.message))]
+    #[error("the API has no {endpoint} (404 Not Found{}): {}{}", code_suffix(.code), not_found_hint(.endpoint), message_suffix(.message))]
     NotFound {
         endpoint: String,
         code: Option<String>,
@@ -68,7 +68,7 @@ pub enum ApiError {
     },
     /// 429 (rate limited) again and again, or a `Retry-After` longer than we are willing to wait.
     #[error(
-        "the API kept answering 429 (rate limited) for {endpoint}: {waits} waits in a row, last `Retry-After` {last_wait_secs} s; another client may share the key, or lower --rate-limit; try again later"
+        "the API kept answering 429 (rate limited) for {endpoint}: {waits} waits in a row, last `Retry-After` {last_wait_secs} s; another client may share the key, or lower --requests-per-minute; try again later"
     )]
     RateLimitedTooLong {
         endpoint: String,
@@ -77,7 +77,9 @@ pub enum ApiError {
     },
     /// A transient fault (5xx, timeout, dropped connection, cut body) that did not clear.
     #[error(
-        "{endpoint} failed {attempts} times in a row (transient faults, retried with backoff); last: {last}"
+        "{endpoint} failed {} (transient faults{}); last: {last}",
+        if *.attempts == 1 { "once".to_string() } else { format!("{} times in a row", .attempts) },
+        if *.attempts == 1 { ", not retried: --max-retries 0" } else { ", retried with backoff" }
     )]
     RetriesExhausted {
         endpoint: String,
@@ -199,5 +201,15 @@ mod tests {
             e.to_string(),
             "the API refused the request parameters of /leads (400 Bad Request, code `invalid_parameter`): limit must be at most 100"
         );
+    }
+}
+
+/// What to check after a 404: the stream id for a per-stream endpoint, the base URL for the
+/// others (a base URL without `/api/v2` answers 404 everywhere).
+fn not_found_hint(endpoint: &str) -> &'static str {
+    if endpoint.starts_with("/streams/") {
+        "check the stream id (--stream); `GET /streams` lists them"
+    } else {
+        "check --base-url: it should end in /api/v2"
     }
 }

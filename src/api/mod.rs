@@ -701,6 +701,9 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 /// The result has no trailing slash, so `…/api/v2` and `…/api/v2/` are the same base.
 pub fn parse_base_url(s: &str) -> Result<reqwest::Url, String> {
     let s = s.trim();
+    if !s.contains("://") {
+        return Err(format!("not a URL: it needs its scheme, as in https://{s}"));
+    }
     let mut url = reqwest::Url::parse(s).map_err(|e| format!("not a URL ({e})"))?;
     if url.cannot_be_a_base() || url.host().is_none() {
         return Err("not an http(s) URL with a host".to_string());

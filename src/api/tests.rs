@@ -725,3 +725,29 @@ fn retry_after_header_forms() {
     assert_eq!(h("-3"), retry::DEFAULT_RETRY_AFTER);
     assert_eq!(retry_after(&HeaderMap::new()), retry::DEFAULT_RETRY_AFTER);
 }
+
+#[test]
+fn mistakes_in_the_base_url_get_advice() {
+    let err = parse_base_url("127.0.0.1:8787/api/v2").unwrap_err();
+    assert!(err.contains("https://127.0.0.1:8787/api/v2"), "{err}");
+    let not_found = |endpoint: &str| {
+        ApiError::NotFound {
+            endpoint: endpoint.into(),
+            code: None,
+            message: String::new(),
+        }
+        .to_string()
+    };
+    assert!(not_found("/leads").contains("it should end in /api/v2"));
+    assert!(not_found("/streams/42/leads").contains("check the stream id"));
+    let once = ApiError::RetriesExhausted {
+        endpoint: "/leads".into(),
+        attempts: 1,
+        last: "HTTP 503".into(),
+    }
+    .to_string();
+    assert!(
+        once.contains("failed once") && once.contains("--max-retries 0"),
+        "{once}"
+    );
+}
