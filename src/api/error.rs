@@ -150,6 +150,16 @@ impl ApiError {
     }
 }
 
+/// What to check after a 404: the stream id for a per-stream endpoint, the base URL for the
+/// others (a base URL without `/api/v2` answers 404 everywhere).
+fn not_found_hint(endpoint: &str) -> &'static str {
+    if endpoint.starts_with("/streams/") {
+        "check the stream id (--stream); `GET /streams` lists them"
+    } else {
+        "check --base-url: it should end in /api/v2"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,15 +211,5 @@ mod tests {
             e.to_string(),
             "the API refused the request parameters of /leads (400 Bad Request, code `invalid_parameter`): limit must be at most 100"
         );
-    }
-}
-
-/// What to check after a 404: the stream id for a per-stream endpoint, the base URL for the
-/// others (a base URL without `/api/v2` answers 404 everywhere).
-fn not_found_hint(endpoint: &str) -> &'static str {
-    if endpoint.starts_with("/streams/") {
-        "check the stream id (--stream); `GET /streams` lists them"
-    } else {
-        "check --base-url: it should end in /api/v2"
     }
 }
