@@ -108,9 +108,12 @@ pub struct SyncArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct JobsArgs {
-    /// Destination: sqlite:PATH, parquet:DIR or csv:DIR.
+    /// Destination: sqlite:PATH, parquet:DIR or csv:DIR (or dest in the config file).
     #[arg(long, env = "CTGO_DEST", value_name = "URI")]
-    pub dest: String,
+    pub dest: Option<String>,
+    /// The sync config file; its dest is used when --dest is not given.
+    #[arg(long, env = "CTGO_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
     /// How many jobs to list (1 to 1000).
     #[arg(long, default_value_t = crate::config::DEFAULT_JOBS_LIMIT,
           value_parser = clap::value_parser!(u32).range(1..=1000))]
@@ -128,6 +131,9 @@ pub struct CheckArgs {
     /// Read the API key from this file (instead of CTGO_API_KEY).
     #[arg(long, value_name = "PATH")]
     pub api_key_file: Option<PathBuf>,
+    /// The sync config file; its base_url, api_key_file and timeout are used unless given here.
+    #[arg(long, env = "CTGO_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
     /// Print /me as JSON on stdout.
     #[arg(long)]
     pub json: bool,

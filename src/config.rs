@@ -340,6 +340,7 @@ pub fn resolve_key(
             path: path.clone(),
             source,
         })?;
+        warn_if_readable_by_others(&path);
         ApiKey::parse(&text).map_err(|reason| ConfigError::BadKey {
             origin: format!("in {}", path.display()),
             reason,
@@ -354,6 +355,21 @@ pub fn resolve_key(
         }),
         (Some(path), None) => from_file(path),
         (None, None) => Err(ConfigError::MissingKey),
+    }
+}
+
+/// A key file others may read leaks the key to every user of the machine (as ssh warns of a
+/// private key): say so, and go on.
+fn warn_if_readable_by_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(
+            path = %path.display(),
+            mode = format!("{:o}", meta.permissions().mode() & 0o777),
+            "The API key file can be read by other users: chmod 600 it."
+        );
     }
 }
 

@@ -214,8 +214,25 @@ pub fn summary_line(job: &JobRecord, requests: u64) -> String {
     )
 }
 
+/// How much of a job's error the `jobs` table shows.
+const JOBS_ERROR_CHARS: usize = 100;
+
+/// The config file of `--config`, or an empty one.
+fn config_file(path: &Option<std::path::PathBuf>) -> Result<config::FileConfig, ConfigError> {
+    match path {
+        Some(p) => config::FileConfig::load(p),
+        None => Ok(config::FileConfig::default()),
+    }
+}
+
 fn jobs(args: JobsArgs) -> anyhow::Result<i32> {
-    let spec = DestSpec::parse(&args.dest)?;
+    let dest = match args.dest.clone() {
+        Some(d) => d,
+        None => config_file(&args.config)?
+            .dest
+            .ok_or(ConfigError::MissingDest)?,
+    };
+    let spec = DestSpec::parse(&dest)?;
     let ledger = ctgo_export::dest::open_ledger(&spec)?;
     let jobs = ledger
         .jobs(args.limit)
@@ -235,17 +252,27 @@ fn jobs(args: JobsArgs) -> anyhow::Result<i32> {
         "ID", "STATUS", "STARTED", "SECONDS", "INSERTED", "UPDATED", "DELETED", "FAILED"
     );
     for j in &jobs {
+        // A job still running has no duration yet; a long error is cut to keep one line a
+        // job (`--json` has it whole).
+        let seconds = j
+            .duration_seconds
+            .map_or_else(|| "-".to_string(), |s| format!("{s:.2}"));
+        let error = j.error.as_deref().unwrap_or("");
+        let error = match error.char_indices().nth(JOBS_ERROR_CHARS) {
+            Some((cut, _)) => format!("{}…", &error[..cut]),
+            None => error.to_string(),
+        };
         let line = format!(
-            "{:<36}  {:<10}  {:<24}  {:>9.2}  {:>8}  {:>8}  {:>8}  {:>6}  {}",
+            "{:<36}  {:<10}  {:<24}  {:>9}  {:>8}  {:>8}  {:>8}  {:>6}  {}",
             j.id,
             j.status.as_str(),
             ctgo_export::job::format_ts(&j.started_at),
-            j.duration_seconds.unwrap_or_default(),
+            seconds,
             j.entities_inserted,
             j.entities_updated,
             j.entities_deleted,
             j.entities_failed,
-            j.error.as_deref().unwrap_or("")
+            error
         );
         println!("{}", line.trim_end());
     }
@@ -253,11 +280,12 @@ fn jobs(args: JobsArgs) -> anyhow::Result<i32> {
 }
 
 async fn check(args: CheckArgs) -> anyhow::Result<i32> {
-    let base_url = config::resolve_base_url(args.base_url.clone())?;
-    let timeout = config::resolve_timeout(args.timeout.clone())?;
+    let file = config_file(&args.config)?;
+    let base_url = config::resolve_base_url(args.base_url.clone().or(file.base_url))?;
+    let timeout = config::resolve_timeout(args.timeout.clone().or(file.timeout))?;
     let key = config::resolve_key(
         args.api_key_file.is_some(),
-        args.api_key_file.clone(),
+        args.api_key_file.clone().or(file.api_key_file),
         std::env::var(config::KEY_ENV).ok(),
     )?;
     let client = ApiClient::new(

@@ -680,3 +680,42 @@ fn a_destination_exports_one_api_unless_a_full_refresh_moves_it() {
     sync_ok(&second, &dest, &[]);
     sync(&first, &dest, &[]).assert_code(2);
 }
+
+#[test]
+fn jobs_and_check_read_the_sync_config_file() {
+    let sim = sim(100);
+    let t = TestDir::new();
+    let (dest, _) = t.sqlite();
+    sync_ok(&sim, &dest, &[]);
+    let key_file = t.path("key");
+    std::fs::write(&key_file, KEY).unwrap();
+    let config = t.path("ctgo.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "dest = {dest:?}\nbase_url = {:?}\napi_key_file = {:?}\n",
+            sim.base_url(),
+            key_file.display().to_string()
+        ),
+    )
+    .unwrap();
+    let run = Run::from_output(
+        command()
+            .args(["jobs", "--json", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap(),
+    );
+    run.assert_code(0);
+    assert_eq!(run.stdout.lines().count(), 1, "{}", run.stdout);
+    let run = Run::from_output(
+        command()
+            .env_remove("CTGO_API_KEY")
+            .args(["check", "--json", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap(),
+    );
+    run.assert_code(0);
+    assert!(run.stdout.contains("subscription"), "{}", run.stdout);
+}
