@@ -68,6 +68,10 @@ pub enum ConfigError {
         "bad since {0:?} (--since, CTGO_SINCE or since in the config file): use an ISO 8601 time with its zone, such as 2026-06-01T00:00:00Z, or a date such as 2026-06-01 (midnight UTC)"
     )]
     BadSince(String),
+    #[error(
+        "requests per minute 0 (no limit) is only for a simulator on this machine, not {0}: the API allows 60 a minute per key"
+    )]
+    NoRateLimit(String),
     #[error("bad page size {0} (--page-size or page_size in the config file): use 1 to 500")]
     BadPageSize(u32),
     #[error("bad stream id {0}: stream ids are positive integers")]
@@ -252,6 +256,14 @@ impl JobConfig {
             None => None,
         };
         let timeout = resolve_timeout(args.timeout.clone().or(file.timeout))?;
+        let requests_per_minute = args
+            .requests_per_minute
+            .or(file.requests_per_minute)
+            .unwrap_or(api::DEFAULT_REQUESTS_PER_MINUTE);
+        // No budget at all would hammer the real API: only for a simulator on this machine.
+        if requests_per_minute == 0 && !api::is_loopback(&base_url) {
+            return Err(ConfigError::NoRateLimit(base_url.to_string()));
+        }
         let page_size = args
             .page_size
             .or(file.page_size)
@@ -273,10 +285,7 @@ impl JobConfig {
             json: switch(args.json, args.no_json)
                 .or(file.json)
                 .unwrap_or(false),
-            requests_per_minute: args
-                .requests_per_minute
-                .or(file.requests_per_minute)
-                .unwrap_or(api::DEFAULT_REQUESTS_PER_MINUTE),
+            requests_per_minute,
             csv_bom: switch(args.csv_bom, args.no_csv_bom)
                 .or(file.csv_bom)
                 .unwrap_or(false),
@@ -436,6 +445,20 @@ mod tests {
         assert!(DestSpec::parse("mysql:x").is_err());
         assert!(DestSpec::parse("sqlite:").is_err());
         assert!(DestSpec::parse("leads.db").is_err());
+    }
+
+    #[test]
+    fn no_rate_limit_only_for_a_local_simulator() {
+        let mut a = args("sqlite:x.db");
+        a.requests_per_minute = Some(0);
+        assert!(JobConfig::resolve(&a, Some(KEY.into())).is_ok());
+        a.base_url = Some("https://api.example.com/api/v2".into());
+        assert!(matches!(
+            JobConfig::resolve(&a, Some(KEY.into())),
+            Err(ConfigError::NoRateLimit(_))
+        ));
+        a.requests_per_minute = Some(30);
+        assert!(JobConfig::resolve(&a, Some(KEY.into())).is_ok());
     }
 
     #[test]

@@ -699,6 +699,16 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// Parse and check a base URL: `https://` anywhere, plain `http://` only for loopback hosts.
 /// The result has no trailing slash, so `…/api/v2` and `…/api/v2/` are the same base.
+/// Whether `url` names this machine (127.0.0.0/8, ::1, localhost): the simulator, not the API.
+pub fn is_loopback(url: &reqwest::Url) -> bool {
+    let host = url.host_str().unwrap_or_default();
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => host.eq_ignore_ascii_case("localhost") || host.eq_ignore_ascii_case("localhost."),
+    }
+}
+
 pub fn parse_base_url(s: &str) -> Result<reqwest::Url, String> {
     let s = s.trim();
     if !s.contains("://") {
@@ -711,16 +721,7 @@ pub fn parse_base_url(s: &str) -> Result<reqwest::Url, String> {
     match url.scheme() {
         "https" => {}
         "http" => {
-            let host = url.host_str().unwrap_or_default();
-            let bare = host.trim_start_matches('[').trim_end_matches(']');
-            let loopback = match bare.parse::<std::net::IpAddr>() {
-                Ok(ip) => ip.is_loopback(),
-                Err(_) => {
-                    host.eq_ignore_ascii_case("localhost")
-                        || host.eq_ignore_ascii_case("localhost.")
-                }
-            };
-            if !loopback {
+            if !is_loopback(&url) {
                 return Err(format!(
                     "plain http is refused for {} (the key would travel unencrypted): use https://, or http:// only for a loopback host (127.0.0.1, ::1, localhost)",
                     url.host_str().unwrap_or("this host")
