@@ -77,7 +77,7 @@ pub struct SyncArgs {
     /// TOML file with sync settings (flags and environment override it).
     #[arg(long, env = "CTGO_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
-    /// Request budget per minute (the API allows 60); 0 = no limit, for the simulator
+    /// Request budget per minute (the API allows 60); 0 = no limit, for a simulator on loopback
     /// [default: 60].
     #[arg(long, env = "CTGO_REQUESTS_PER_MINUTE", value_name = "N")]
     pub requests_per_minute: Option<u32>,

@@ -43,6 +43,19 @@ fn main() -> ExitCode {
     ExitCode::from(code as u8)
 }
 
+/// stderr for log lines, written around the progress bar so that neither garbles the other.
+struct StderrAroundProgress;
+
+impl std::io::Write for StderrAroundProgress {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        extract::write_around_progress(buf)?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
@@ -50,7 +63,7 @@ fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
+        .with_writer(|| StderrAroundProgress)
         .with_target(false)
         .try_init();
 }

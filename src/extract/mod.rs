@@ -227,6 +227,9 @@ pub async fn run_sync(cfg: JobConfig, cancel: Cancel) -> Result<JobOutcome, Dest
         ..
     } = run;
     progress.finish_and_clear();
+    if let Ok(mut active) = ACTIVE_BAR.lock() {
+        *active = None;
+    }
     let Some(mut dest) = dest else {
         return Err(DestError::Format {
             what: "destination".into(),
@@ -351,6 +354,20 @@ fn finish_failed(
     })
 }
 
+/// The progress bar being drawn, if any: log lines are written around it
+/// ([`write_around_progress`]), not through it.
+static ACTIVE_BAR: std::sync::Mutex<Option<ProgressBar>> = std::sync::Mutex::new(None);
+
+/// Write `buf` to stderr, lifting the progress bar off the terminal meanwhile.
+pub fn write_around_progress(buf: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let bar = ACTIVE_BAR.lock().ok().and_then(|b| b.clone());
+    match bar {
+        Some(bar) => bar.suspend(|| std::io::stderr().write_all(buf)),
+        None => std::io::stderr().write_all(buf),
+    }
+}
+
 /// The progress bar on stderr, when it is a terminal (stdout, where `--json` goes, is apart).
 /// It ticks by itself, so a wait (the rate limit, a `Retry-After`) shows as time passing.
 fn progress_bar(cfg: &JobConfig) -> ProgressBar {
@@ -360,6 +377,9 @@ fn progress_bar(cfg: &JobConfig) -> ProgressBar {
     }
     let pb = ProgressBar::new(0);
     pb.enable_steady_tick(std::time::Duration::from_millis(250));
+    if let Ok(mut active) = ACTIVE_BAR.lock() {
+        *active = Some(pb.clone());
+    }
     pb
 }
 
