@@ -26,7 +26,7 @@ pub mod parquet;
 pub mod sqlite;
 pub mod state;
 
-pub use state::{Change, FileRecord, Seen, StateStore};
+pub use state::{Binding, Change, FileRecord, Seen, StateStore};
 
 /// Why a destination could not do what was asked, in the user's terms.
 #[derive(Debug, thiserror::Error)]
@@ -73,9 +73,10 @@ impl DestError {
             state::KindError::Source(bound) => DestError::Mismatch {
                 reason: format!(
                     "it holds an export of {bound}, and this job reads another API: their \
-                     cursors and leads would mix. Export into a new destination, or run once \
-                     with --full-refresh to re-read everything from the new API (ids it does \
-                     not return are then marked deleted)"
+                     cursors and leads would mix. Export into a new destination, or move this \
+                     one with a --full-refresh of every table and stream: when it completes, \
+                     the cursors follow the new API and ids it does not return are marked \
+                     deleted"
                 ),
                 dest,
             },

@@ -26,6 +26,18 @@ use crate::schema::Table;
 /// Bumped when the layout of the hidden tables changes.
 pub const STATE_VERSION: i64 = 2;
 
+/// How a store relates to the API a job reads ([`StateStore::source_binding`]).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Binding {
+    /// No API recorded yet: a new store, or one from before the binding was recorded.
+    Unbound,
+    Same,
+    /// The same API, but a move to it has not finished: only a full refresh may run.
+    Unfinished,
+    /// Another API, by its base URL.
+    Other(String),
+}
+
 /// Why a store cannot serve a destination of the kind asked for.
 #[derive(Debug, thiserror::Error)]
 pub enum KindError {
@@ -225,37 +237,55 @@ impl StateStore {
         }
     }
 
-    /// Bind the store to the API it exports (`source`, the base URL), or refuse another one:
-    /// cursors and dedup state of one API would make an export of another skip leads (its
-    /// cursor) and mark the first API's leads deleted (a full refresh). A full refresh may
-    /// move the store to a new source: it forgets every cursor in the same transaction, so
-    /// the next run reads everything from the new source even if this one does not finish.
-    /// Must be called outside a transaction.
-    pub fn claim_source(&mut self, source: &str, full_refresh: bool) -> Result<(), KindError> {
-        let bound: Option<String> = self
-            .conn
-            .query_row(
-                "SELECT value FROM _ctgo_meta WHERE key = 'source'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()?;
-        match bound {
-            Some(b) if b == source => Ok(()),
-            Some(b) if !full_refresh => Err(KindError::Source(b)),
-            _ => {
-                let tx = self.conn.unchecked_transaction()?;
-                if bound.is_some() {
-                    tx.execute("DELETE FROM _ctgo_cursor", [])?;
-                }
-                tx.execute(
-                    "INSERT OR REPLACE INTO _ctgo_meta(key, value) VALUES ('source', ?1)",
-                    [source],
-                )?;
-                tx.commit()?;
-                Ok(())
-            }
-        }
+    /// Which API (`source`, the base URL) the store holds an export of. Cursors and dedup
+    /// state of one API would make an export of another skip leads (its cursor) and mark the
+    /// first API's leads deleted (a full refresh).
+    pub fn source_binding(&self, source: &str) -> rusqlite::Result<Binding> {
+        let meta = |key: &str| -> rusqlite::Result<Option<String>> {
+            self.conn
+                .query_row("SELECT value FROM _ctgo_meta WHERE key = ?1", [key], |r| {
+                    r.get(0)
+                })
+                .optional()
+        };
+        Ok(match meta("source")? {
+            None => Binding::Unbound,
+            Some(b) if b != source => Binding::Other(b),
+            Some(_) if meta("move_pending")?.is_some() => Binding::Unfinished,
+            Some(_) => Binding::Same,
+        })
+    }
+
+    /// Record `source` as the store's API (a store that had none). Outside a transaction.
+    pub fn bind_source(&self, source: &str) -> rusqlite::Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO _ctgo_meta(key, value) VALUES ('source', ?1)",
+            [source],
+        )?;
+        Ok(())
+    }
+
+    /// Stage the start of a move to another API, with the first page the moving full refresh
+    /// commits: the store is bound to `source`, every cursor that job `job_id` did not set
+    /// (the old API's) is forgotten, and the move stays unfinished until
+    /// [`Self::stage_move_done`] commits with the end of a full refresh.
+    pub fn stage_move(&mut self, source: &str, job_id: &str) -> rusqlite::Result<()> {
+        self.begin()?;
+        self.conn
+            .execute("DELETE FROM _ctgo_cursor WHERE job_id <> ?1", [job_id])?;
+        self.conn.execute(
+            "INSERT OR REPLACE INTO _ctgo_meta(key, value) VALUES ('source', ?1), ('move_pending', '1')",
+            [source],
+        )?;
+        Ok(())
+    }
+
+    /// Stage the end of a move: a full refresh read all of the new API.
+    pub fn stage_move_done(&mut self) -> rusqlite::Result<()> {
+        self.begin()?;
+        self.conn
+            .execute("DELETE FROM _ctgo_meta WHERE key = 'move_pending'", [])?;
+        Ok(())
     }
 
     /// Which kind of destination (`sqlite`, `parquet`, `csv`) this store belongs to, recorded

@@ -174,12 +174,47 @@ pub async fn run_sync(cfg: JobConfig, cancel: Cancel) -> Result<JobOutcome, Dest
         );
     }
 
-    dest.state()
-        .claim_source(source_url(&cfg), cfg.full_refresh)
-        .map_err(DestError::kind(
-            &dest.describe(),
-            &dest::state_path(&cfg.dest),
-        ))?;
+    // One destination, one API. A full refresh of everything may move it to another: it reads
+    // as if no cursor existed, and the move is committed with its end.
+    let source = source_url(&cfg);
+    let binding = dest
+        .state()
+        .source_binding(source)
+        .map_err(DestError::sql("reading the destination's state"))?;
+    let refreshes_all = cfg.full_refresh && cfg.streams.is_empty() && cfg.tables.len() == 2;
+    let moving = match binding {
+        dest::Binding::Same => false,
+        dest::Binding::Unbound => {
+            dest.state()
+                .bind_source(source)
+                .map_err(DestError::sql("recording the destination's API"))?;
+            false
+        }
+        dest::Binding::Other(bound) if refreshes_all => {
+            tracing::warn!(
+                from = bound,
+                to = source,
+                "Moving this destination to another API: this full refresh reads all of it."
+            );
+            true
+        }
+        dest::Binding::Unfinished if refreshes_all => true,
+        dest::Binding::Unfinished => {
+            return Err(DestError::Mismatch {
+                dest: dest.describe(),
+                reason: format!(
+                    "its move to {source} is unfinished (the full refresh that began it did not \
+                     complete): run a --full-refresh of every table and stream to finish it"
+                ),
+            });
+        }
+        dest::Binding::Other(bound) => {
+            let state = dest::state_path(&cfg.dest);
+            return Err(DestError::kind(&dest.describe(), &state)(
+                dest::state::KindError::Source(bound),
+            ));
+        }
+    };
 
     if cfg.lookback < crate::config::DEFAULT_LOOKBACK && cfg.tables.contains(&Table::Leads) {
         tracing::warn!(
@@ -218,6 +253,7 @@ pub async fn run_sync(cfg: JobConfig, cancel: Cancel) -> Result<JobOutcome, Dest
         dest: Some(dest),
         progress: progress_bar(&cfg),
         clock: ExtractClock::default(),
+        moving,
     };
     let result = run.run_tables().await;
     let JobRun {
@@ -240,7 +276,14 @@ pub async fn run_sync(cfg: JobConfig, cancel: Cancel) -> Result<JobOutcome, Dest
     let outcome = match result {
         Ok(()) => {
             let mut done = job.clone();
-            let finished = dest.commit(true).and_then(|_| {
+            let moved = if moving {
+                dest.state()
+                    .stage_move_done()
+                    .map_err(DestError::sql("recording the move to another API"))
+            } else {
+                Ok(())
+            };
+            let finished = moved.and_then(|()| dest.commit(true)).and_then(|_| {
                 let _ = done.transition(JobStatus::Completed, Utc::now());
                 dest.finish_job(&done)
             });
@@ -422,6 +465,9 @@ struct JobRun<'a> {
     dest: Option<Box<dyn Destination>>,
     progress: ProgressBar,
     clock: ExtractClock,
+    /// A full refresh moving the destination to another API: the old API's cursors are not
+    /// this one's.
+    moving: bool,
 }
 
 /// The `_extracted_at` of each page: the time it was fetched, strictly later than the page
@@ -486,13 +532,16 @@ impl JobRun<'_> {
     async fn leads_scope(&mut self, stream: Option<i64>) -> Result<(), StepError> {
         let scope = cursor_scope(stream);
         // (Read before the destination leaves its slot: an early return must not lose it.)
-        let cursor = self
-            .dest
-            .as_mut()
-            .expect("destination present")
-            .state()
-            .cursor(&scope)
-            .map_err(DestError::sql("reading the cursor"))?;
+        let cursor = if self.moving {
+            None
+        } else {
+            self.dest
+                .as_mut()
+                .expect("destination present")
+                .state()
+                .cursor(&scope)
+                .map_err(DestError::sql("reading the cursor"))?
+        };
         let full = self.cfg.full_refresh;
         let since = if full {
             None
@@ -555,6 +604,7 @@ impl JobRun<'_> {
         let cancel = self.cancel.clone();
         let progress = self.progress.clone();
         let streams: Vec<i64> = stream.into_iter().collect();
+        let moving = self.moving.then(|| source_url(self.cfg).to_string());
         let write = tokio::task::spawn_blocking(move || {
             let r = write_leads(
                 dest.as_mut(),
@@ -565,6 +615,7 @@ impl JobRun<'_> {
                 cursor,
                 full,
                 &streams,
+                moving.as_deref(),
                 &cancel,
                 &progress,
             );
@@ -1042,10 +1093,23 @@ fn write_leads(
     cursor: Option<i64>,
     full: bool,
     streams: &[i64],
+    mut moving: Option<&str>,
     cancel: &Cancel,
     progress: &ProgressBar,
 ) -> Result<(), StepError> {
     let table = Table::Leads;
+    // A full refresh moving the destination to another API binds it with its first page (not
+    // before: a job that reads nothing, a mistyped URL say, must leave the binding alone).
+    let job_id = job.id.clone();
+    let mut stage_move = |dest: &mut dyn Destination| -> Result<(), DestError> {
+        match moving.take() {
+            Some(source) => dest
+                .state()
+                .stage_move(source, &job_id)
+                .map_err(DestError::sql("recording the move to another API")),
+            None => Ok(()),
+        }
+    };
     let mut max_cursor = cursor;
     let mut clock = StageClock::new("write");
     // Ids of the last pages: a page with none new means a server that ignores `offset`.
@@ -1092,6 +1156,7 @@ fn write_leads(
                 {
                     progress.set_length(t);
                 }
+                stage_move(dest)?;
                 let out = dedup::stage_mapped(dest, table, mapped, &ctx, full)?;
                 max_cursor = max_cursor.max(out.max_cursor_ms);
                 job.add_counts(table.name(), &out.counts);
@@ -1116,6 +1181,7 @@ fn write_leads(
                 return Err(e);
             }
             Msg::Done { pages, early: None } => {
+                stage_move(dest)?;
                 // The cursor may not pass the export's start (less the API's clock lag). A lead
                 // the API shows while the export runs may be dated up to the lookback before
                 // that start, on a page already read (oldest first, a long export); the next run
@@ -1262,6 +1328,7 @@ mod tests {
             None,
             false,
             streams,
+            None,
             &Cancel::new(),
             &ProgressBar::hidden(),
         );

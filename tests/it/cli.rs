@@ -653,6 +653,7 @@ fn a_destination_keeps_its_kind_and_its_state_file() {
 
 #[test]
 fn a_destination_exports_one_api_unless_a_full_refresh_moves_it() {
+    use ctgo_export::simulator::{FaultEndpoint, FaultKind, FaultPlan};
     let first = sim(300);
     let t = TestDir::new();
     let (dest, path) = t.sqlite();
@@ -660,7 +661,7 @@ fn a_destination_exports_one_api_unless_a_full_refresh_moves_it() {
     // Another API (here a simulator with other leads): its leads older than the first one's
     // cursor would be skipped, and a full refresh would mark the first one's leads deleted.
     let second = sim_with(|c| {
-        c.leads = 200;
+        c.leads = 1_200;
         c.seed = 99;
     });
     let run = sync(&second, &dest, &[]);
@@ -672,12 +673,44 @@ fn a_destination_exports_one_api_unless_a_full_refresh_moves_it() {
         run.stderr
     );
     assert_eq!(sqlite_lead_ids(&path).len(), 300, "nothing written");
-    // A full refresh moves the destination to the new API; later runs follow it.
+    // Only a full refresh of everything moves it.
+    sync(&second, &dest, &["--full-refresh", "--tables", "leads"]).assert_code(2);
+    // A move that reads nothing (the first answer is an error) leaves the binding alone.
+    second.update(|c| c.faults = FaultPlan::always(FaultKind::NotFound).on(FaultEndpoint::Leads));
+    sync(&second, &dest, &["--full-refresh"]).assert_code(1);
+    sync_ok(&first, &dest, &[]);
+    // A move cut short after its first page: the destination is the new API's, unfinished.
+    second.update(|c| {
+        c.faults = FaultPlan::always(FaultKind::NotFound)
+            .on(FaultEndpoint::Leads)
+            .after(1)
+    });
+    sync(&second, &dest, &["--full-refresh", "--page-size", "500"]).assert_code(1);
+    let run = sync(&second, &dest, &[]);
+    run.assert_code(2);
+    assert!(run.stderr.contains("unfinished"), "{}", run.stderr);
+    sync(&first, &dest, &[]).assert_code(2);
+    // A full refresh finishes the move: the first API's leads are marked deleted.
+    second.update(|c| c.faults = FaultPlan::default());
     let job = sync_ok(&second, &dest, &["--full-refresh"]);
-    let (inserted, updated, deleted, _) = leads_counts(&job);
-    assert_eq!(inserted + updated, 200);
-    assert!(deleted > 0);
-    sync_ok(&second, &dest, &[]);
+    assert!(leads_counts(&job).2 > 0, "{job}");
+    let live: Vec<i64> = {
+        let conn = db(&path);
+        let mut stmt = conn
+            .prepare("SELECT id FROM leads WHERE _deleted_at IS NULL ORDER BY id")
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert_eq!(
+        live,
+        expected_ids(&second),
+        "the new API's leads, and only them, live"
+    );
+    let later = sync_ok(&second, &dest, &[]);
+    assert_eq!(leads_counts(&later), (0, 0, 0, 0));
     sync(&first, &dest, &[]).assert_code(2);
 }
 
