@@ -61,7 +61,13 @@ impl DestError {
         let (dest, path) = (spec.to_string(), path.display().to_string());
         move |e| match e {
             state::KindError::Other(other) => {
-                let (_, place) = dest.split_once(':').unwrap_or(("", &dest));
+                // Where a destination of that kind would be named: an SQLite file is its
+                // store; a files destination is the directory of `.ctgo-state.db`.
+                let store = Path::new(&path);
+                let place = match (other.as_str(), store.parent()) {
+                    ("sqlite", _) | (_, None) => path.clone(),
+                    (_, Some(dir)) => dir.display().to_string(),
+                };
                 DestError::Mismatch {
                     reason: format!(
                         "it holds the state of a {other} destination ({path}). A destination \

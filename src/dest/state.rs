@@ -304,17 +304,50 @@ impl StateStore {
     /// kind: a `csv:DIR` job on a Parquet directory would share its dedup state and never
     /// write the leads the Parquet files already hold.
     pub fn claim_kind(&self, kind: &str) -> Result<(), KindError> {
-        match self.dest_kind()? {
-            Some(k) if k == kind => Ok(()),
-            Some(k) => Err(KindError::Other(k)),
+        let known = match self.dest_kind()? {
+            Some(k) => k,
+            // A store from before the kind was recorded: told by what it holds, or new.
             None => {
+                let k = self.legacy_kind()?.unwrap_or(kind).to_string();
                 self.conn.execute(
                     "INSERT OR IGNORE INTO _ctgo_meta(key, value) VALUES ('dest_kind', ?1)",
-                    [kind],
+                    [&k],
                 )?;
-                Ok(())
+                k
             }
+        };
+        if known == kind {
+            Ok(())
+        } else {
+            Err(KindError::Other(known))
         }
+    }
+
+    /// The kind of a store written before kinds were recorded: an SQLite destination keeps
+    /// its `leads` table in it; a files destination records its files (every job wrote at
+    /// least its `export_jobs` file), by extension. `None` for a store that holds neither.
+    fn legacy_kind(&self) -> rusqlite::Result<Option<&'static str>> {
+        let sqlite: bool = self.conn.query_row(
+            "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'leads'",
+            [],
+            |r| r.get(0),
+        )?;
+        if sqlite {
+            return Ok(Some("sqlite"));
+        }
+        let file: Option<String> = self
+            .conn
+            .query_row("SELECT final FROM _ctgo_files LIMIT 1", [], |r| r.get(0))
+            .optional()?;
+        Ok(file.and_then(|f| {
+            if f.ends_with(".parquet") {
+                Some("parquet")
+            } else if f.ends_with(".csv") {
+                Some("csv")
+            } else {
+                None
+            }
+        }))
     }
 
     fn init(conn: Connection) -> rusqlite::Result<StateStore> {
@@ -947,6 +980,46 @@ mod tests {
             .collect();
         v.sort();
         v
+    }
+
+    #[test]
+    fn a_store_from_before_kinds_were_recorded_is_told_by_what_it_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let forget = |path: &std::path::Path| {
+            let c = Connection::open(path).unwrap();
+            c.execute("DELETE FROM _ctgo_meta WHERE key = 'dest_kind'", [])
+                .unwrap();
+        };
+        // A files destination's store: its files say which kind.
+        let files = dir.path().join("files.db");
+        let mut store = StateStore::open(&files).unwrap();
+        store.begin().unwrap();
+        store
+            .conn
+            .execute(
+                "INSERT INTO _ctgo_files(tbl, staged, final, job_id, rows) \
+                 VALUES ('export_jobs', 'x', 'export_jobs/j.parquet', 'j', 1)",
+                [],
+            )
+            .unwrap();
+        store.commit().unwrap();
+        drop(store);
+        let store = StateStore::open(&files).unwrap();
+        assert!(matches!(store.claim_kind("csv"), Err(KindError::Other(k)) if k == "parquet"));
+        forget(&files);
+        store.claim_kind("parquet").unwrap();
+        // An SQLite destination's: its leads table.
+        let db = dir.path().join("leads.db");
+        let mut store = StateStore::open(&db).unwrap();
+        store.create_table(Table::Leads, Some("id")).unwrap();
+        drop(store);
+        forget(&db);
+        let store = StateStore::open(&db).unwrap();
+        assert!(matches!(store.claim_kind("parquet"), Err(KindError::Other(k)) if k == "sqlite"));
+        // A new store takes the kind of the first job.
+        let fresh = StateStore::open(&dir.path().join("new.db")).unwrap();
+        fresh.claim_kind("csv").unwrap();
+        assert_eq!(fresh.dest_kind().unwrap().as_deref(), Some("csv"));
     }
 
     #[test]

@@ -633,7 +633,10 @@ fn a_destination_keeps_its_kind_and_its_state_file() {
     refused(
         &format!("sqlite:{}", state.display()),
         &[],
-        "holds the state of a parquet destination",
+        &format!(
+            "holds the state of a parquet destination ({}). A destination keeps one kind: use --dest {parquet},",
+            state.display()
+        ),
     );
     let run = Run::from_output(command().args(["jobs", "--dest", &csv]).output().unwrap());
     run.assert_code(2);
