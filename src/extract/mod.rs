@@ -1111,6 +1111,7 @@ fn write_leads(
         }
     };
     let mut max_cursor = cursor;
+    let mut newest_read: Option<i64> = None;
     let mut clock = StageClock::new("write");
     // Ids of the last pages: a page with none new means a server that ignores `offset`.
     let mut recent: VecDeque<HashSet<i64>> = VecDeque::new();
@@ -1159,6 +1160,7 @@ fn write_leads(
                 stage_move(dest)?;
                 let out = dedup::stage_mapped(dest, table, mapped, &ctx, full)?;
                 max_cursor = max_cursor.max(out.max_cursor_ms);
+                newest_read = newest_read.max(out.max_cursor_ms);
                 job.add_counts(table.name(), &out.counts);
                 if dest.commit_due() {
                     dest.state()
@@ -1188,16 +1190,18 @@ fn write_leads(
                 // reads from cursor − lookback, so it must find it there. And a lead dated in
                 // the future (a clock or data error upstream) must not push the cursor past
                 // now: every later lead would fall before `since`.
+                // (A cursor stored past that line, by an earlier version, is brought back to
+                // it: that only reads a little more again.)
                 let started = ctx.extracted_at_ms;
                 let ceiling = started - API_CLOCK_LAG_MS;
+                if newest_read.is_some_and(|c| c > started + API_CLOCK_LAG_MS) {
+                    tracing::warn!(
+                        newest = newest_read.map(dest::format_ms),
+                        "A lead is dated in the future; the cursor stops before now."
+                    );
+                }
                 if max_cursor.is_some_and(|c| c > ceiling) {
-                    if max_cursor.is_some_and(|c| c > started + API_CLOCK_LAG_MS) {
-                        tracing::warn!(
-                            newest = max_cursor.map(dest::format_ms),
-                            "A lead is dated in the future; the cursor stops before now."
-                        );
-                    }
-                    max_cursor = Some(ceiling).max(cursor);
+                    max_cursor = Some(ceiling);
                 }
                 if let Some(c) = max_cursor
                     && Some(c) != cursor
