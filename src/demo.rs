@@ -1,10 +1,11 @@
 //! `ctgo-export demo`: the built-in simulator, exported into `./ctgo-demo/leads.db`, then a
 //! second, incremental export after the simulated API changed; no key and no network needed.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
+use crate::api;
 use crate::cli::DemoArgs;
 use crate::config::{ConfigError, DestSpec, JobConfig};
 use crate::extract::{self, Cancel, JobOutcome, exit};
@@ -66,17 +67,58 @@ pub fn demo_destinations(out: &Path) -> [DestSpec; 3] {
     ]
 }
 
-/// A file the demo leaves in its directory, so that the next demo may replace what it wrote.
-const DEMO_MARK: &str = ".ctgo-demo";
 /// Every this many leads the demo's simulator serves a malformed one.
 const DEMO_MALFORMED_EVERY: usize = 997;
 
-/// An empty `out`, or one a previous demo wrote (its outputs are removed: a new simulator is
-/// another API, which a destination refuses to mix with the one it exported).
+/// What a demo leaves in its directory.
+const DEMO_NAMES: &[&str] = &[
+    "leads.db",
+    "leads.db-wal",
+    "leads.db-shm",
+    "leads.db.lock",
+    "parquet",
+    "csv",
+];
+
+/// An empty `out`, or one holding only a previous demo's outputs, which are removed: a new
+/// simulator is another API, which a destination refuses to mix with the one it exported.
+/// Anything else there, or a destination bound to an API that is not on this machine, or one
+/// a job is using, makes the demo stop without touching anything.
 fn prepare_out(out: &Path) -> anyhow::Result<()> {
-    if out.join(DEMO_MARK).exists() {
+    let entries: Vec<String> = match std::fs::read_dir(out) {
+        Ok(entries) => entries
+            .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect::<std::io::Result<_>>()
+            .with_context(|| format!("listing {}", out.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e).with_context(|| format!("listing {}", out.display())),
+    };
+    if entries.iter().any(|e| !DEMO_NAMES.contains(&e.as_str())) {
+        return Err(ConfigError::DemoOut(out.to_path_buf()).into());
+    }
+    if !entries.is_empty() {
+        let dests = demo_destinations(out);
+        let mut locks = Vec::new();
+        for dest in &dests {
+            let state = crate::dest::state_path(dest);
+            if !state.exists() {
+                continue;
+            }
+            let source = crate::dest::StateStore::open_read_only(&state)
+                .and_then(|s| s.bound_source())
+                .with_context(|| format!("reading {}", state.display()))?;
+            if source.is_some_and(|s| !reqwest::Url::parse(&s).is_ok_and(|u| api::is_loopback(&u)))
+            {
+                return Err(ConfigError::DemoOut(out.to_path_buf()).into());
+            }
+            let lock = match dest {
+                DestSpec::Sqlite(p) => PathBuf::from(format!("{}.lock", p.display())),
+                DestSpec::Parquet(d) | DestSpec::Csv(d) => d.join(crate::dest::files::LOCK_FILE),
+            };
+            locks.push(crate::dest::DestLock::acquire(&lock, &dest.to_string())?);
+        }
         eprintln!("Replacing the previous demo in {}.", out.display());
-        for dest in demo_destinations(out) {
+        for dest in &dests {
             let path = dest.path();
             let removed = match dest {
                 DestSpec::Sqlite(_) => {
@@ -90,12 +132,9 @@ fn prepare_out(out: &Path) -> anyhow::Result<()> {
             };
             removed.with_context(|| format!("removing the previous demo's {dest}"))?;
         }
-    } else if std::fs::read_dir(out).is_ok_and(|mut entries| entries.next().is_some()) {
-        return Err(ConfigError::DemoOut(out.to_path_buf()).into());
+        drop(locks);
     }
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    std::fs::write(out.join(DEMO_MARK), "written by `ctgo-export demo`\n")
-        .with_context(|| format!("writing {}", out.join(DEMO_MARK).display()))
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))
 }
 
 /// A removal that found nothing to remove is fine.

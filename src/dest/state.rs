@@ -256,6 +256,17 @@ impl StateStore {
         })
     }
 
+    /// The API the store holds an export of, if one is recorded.
+    pub fn bound_source(&self) -> rusqlite::Result<Option<String>> {
+        self.conn
+            .query_row(
+                "SELECT value FROM _ctgo_meta WHERE key = 'source'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+    }
+
     /// Record `source` as the store's API (a store that had none). Outside a transaction.
     pub fn bind_source(&self, source: &str) -> rusqlite::Result<()> {
         self.conn.execute(

@@ -427,6 +427,23 @@ fn demo_runs_without_key_or_network() {
     };
     assert_eq!(firsts(&run), firsts(&again));
     assert!(firsts(&run)[0].starts_with("8"), "{:?}", firsts(&run));
+    // A destination there bound to an API that is not on this machine is someone's data.
+    db(&out.join("leads.db"))
+        .execute(
+            "UPDATE _ctgo_meta SET value = 'https://api.example.com/api/v2' WHERE key = 'source'",
+            [],
+        )
+        .unwrap();
+    let run = Run::from_output(
+        command()
+            .args(["demo", "--leads", "800", "--out"])
+            .arg(&out)
+            .output()
+            .unwrap(),
+    );
+    run.assert_code(2);
+    assert!(query_i64(&out.join("leads.db"), "SELECT count(*) FROM leads") > 800);
+    assert!(out.join("parquet").exists() && out.join("csv").exists());
     // A directory that holds anything else is not touched.
     let other = t.path("mine");
     std::fs::create_dir_all(&other).unwrap();
