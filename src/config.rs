@@ -205,6 +205,9 @@ pub struct JobConfig {
     pub tables: Vec<Table>,
     pub lookback: Duration,
     pub since: Option<DateTime<Utc>>,
+    /// `since` came from the command line or the environment, for this run, rather than from
+    /// the config file, where it stays for every scheduled run.
+    pub since_given: bool,
     pub full_refresh: bool,
     pub json: bool,
     pub requests_per_minute: u32,
@@ -279,6 +282,7 @@ impl JobConfig {
             tables,
             lookback,
             since,
+            since_given: args.since.is_some(),
             full_refresh: switch(args.full_refresh, args.no_full_refresh)
                 .or(file.full_refresh)
                 .unwrap_or(false),
@@ -377,7 +381,7 @@ fn warn_if_readable_by_others(path: &Path) {
         tracing::warn!(
             path = %path.display(),
             mode = format!("{:o}", meta.permissions().mode() & 0o777),
-            "The API key file can be read by other users: chmod 600 it."
+            "The API key file can be read by other users: chmod 600 it (in Kubernetes, mount the secret with defaultMode 0400)."
         );
     }
 }

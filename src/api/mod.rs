@@ -697,8 +697,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// Parse and check a base URL: `https://` anywhere, plain `http://` only for loopback hosts.
-/// The result has no trailing slash, so `…/api/v2` and `…/api/v2/` are the same base.
 /// Whether `url` names this machine (127.0.0.0/8, ::1, localhost): the simulator, not the API.
 pub fn is_loopback(url: &reqwest::Url) -> bool {
     let host = url.host_str().unwrap_or_default();
@@ -709,6 +707,8 @@ pub fn is_loopback(url: &reqwest::Url) -> bool {
     }
 }
 
+/// Parse and check a base URL: `https://` anywhere, plain `http://` only for loopback hosts.
+/// The result has no trailing slash, so `…/api/v2` and `…/api/v2/` are the same base.
 pub fn parse_base_url(s: &str) -> Result<reqwest::Url, String> {
     let s = s.trim();
     if !s.contains("://") {

@@ -549,11 +549,16 @@ impl JobRun<'_> {
             since_for(cursor, self.cfg.lookback, self.cfg.since)
         };
         if cursor.is_some() && self.cfg.since.is_some() && !full {
-            tracing::warn!(
-                scope,
-                "This destination already has a cursor here: --since only sets where the first \
-                 run starts, so it is ignored. To read older leads again, run with --full-refresh."
-            );
+            // Said aloud when given for this run (a user trying to read older leads again);
+            // `since` in the config file stays there for every scheduled run.
+            let note = "This destination already has a cursor here: since only sets where the \
+                        first run starts, so it is ignored. To read older leads again, run with \
+                        --full-refresh.";
+            if self.cfg.since_given {
+                tracing::warn!(scope, "{note}");
+            } else {
+                tracing::info!(scope, "{note}");
+            }
         }
         tracing::info!(
             scope,
