@@ -371,17 +371,18 @@ pub fn resolve_key(
     }
 }
 
-/// A key file others may read leaks the key to every user of the machine (as ssh warns of a
-/// private key): say so, and go on.
+/// A key file every user may read leaks the key to all of them (as ssh warns of a private
+/// key): say so, and go on. A group's read is left to the administrator (a Kubernetes secret
+/// mounted with `fsGroup` is 0440).
 fn warn_if_readable_by_others(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     if let Ok(meta) = std::fs::metadata(path)
-        && meta.permissions().mode() & 0o077 != 0
+        && meta.permissions().mode() & 0o007 != 0
     {
         tracing::warn!(
             path = %path.display(),
             mode = format!("{:o}", meta.permissions().mode() & 0o777),
-            "The API key file can be read by other users: chmod 600 it (in Kubernetes, mount the secret with defaultMode 0400)."
+            "The API key file can be read by every user of this machine: chmod 600 it (or 640 for a group)."
         );
     }
 }

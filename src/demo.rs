@@ -100,22 +100,34 @@ fn prepare_out(out: &Path) -> anyhow::Result<()> {
         let dests = demo_destinations(out);
         let mut locks = Vec::new();
         for dest in &dests {
-            let state = crate::dest::state_path(dest);
-            if !state.exists() {
+            let path = dest.path();
+            let present = match dest {
+                DestSpec::Sqlite(_) => entries.iter().any(|e| e.starts_with("leads.db")),
+                DestSpec::Parquet(_) | DestSpec::Csv(_) => path.exists(),
+            };
+            if !present {
                 continue;
             }
-            let source = crate::dest::StateStore::open_read_only(&state)
-                .and_then(|s| s.bound_source())
-                .with_context(|| format!("reading {}", state.display()))?;
-            if source.is_some_and(|s| !reqwest::Url::parse(&s).is_ok_and(|u| api::is_loopback(&u)))
-            {
-                return Err(ConfigError::DemoOut(out.to_path_buf()).into());
-            }
+            // Locked first, so that no job changes it between the check and the removal.
             let lock = match dest {
                 DestSpec::Sqlite(p) => PathBuf::from(format!("{}.lock", p.display())),
                 DestSpec::Parquet(d) | DestSpec::Csv(d) => d.join(crate::dest::files::LOCK_FILE),
             };
             locks.push(crate::dest::DestLock::acquire(&lock, &dest.to_string())?);
+            // A demo's destination records the simulator it exported (every demo job binds
+            // it): anything else there is not a demo's to remove.
+            let state = crate::dest::state_path(dest);
+            let source = if state.exists() {
+                crate::dest::StateStore::open_read_only(&state)
+                    .and_then(|s| s.bound_source())
+                    .with_context(|| format!("reading {}", state.display()))?
+            } else {
+                None
+            };
+            if !source.is_some_and(|s| reqwest::Url::parse(&s).is_ok_and(|u| api::is_loopback(&u)))
+            {
+                return Err(ConfigError::DemoOut(out.to_path_buf()).into());
+            }
         }
         eprintln!("Replacing the previous demo in {}.", out.display());
         for dest in &dests {

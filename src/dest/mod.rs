@@ -80,9 +80,9 @@ impl DestError {
                 reason: format!(
                     "it holds an export of {bound}, and this job reads another API: their \
                      cursors and leads would mix. Export into a new destination, or move this \
-                     one with a --full-refresh of every table and stream: when it completes, \
-                     the cursors follow the new API and ids it does not return are marked \
-                     deleted"
+                     one with a --full-refresh of every table and stream (from its first page \
+                     the destination belongs to the new API and the old cursors are dropped; \
+                     when it completes, ids the new API does not return are marked deleted)"
                 ),
                 dest,
             },

@@ -267,8 +267,10 @@ impl StateStore {
             .optional()
     }
 
-    /// Record `source` as the store's API (a store that had none). Outside a transaction.
-    pub fn bind_source(&self, source: &str) -> rusqlite::Result<()> {
+    /// Stage `source` as the store's API (a store that had none), with the first page a job
+    /// commits: a job that reads nothing (a mistyped URL) must not bind it.
+    pub fn stage_bind(&mut self, source: &str) -> rusqlite::Result<()> {
+        self.begin()?;
         self.conn.execute(
             "INSERT OR REPLACE INTO _ctgo_meta(key, value) VALUES ('source', ?1)",
             [source],

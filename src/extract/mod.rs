@@ -182,14 +182,8 @@ pub async fn run_sync(cfg: JobConfig, cancel: Cancel) -> Result<JobOutcome, Dest
         .source_binding(source)
         .map_err(DestError::sql("reading the destination's state"))?;
     let refreshes_all = cfg.full_refresh && cfg.streams.is_empty() && cfg.tables.len() == 2;
-    let moving = match binding {
-        dest::Binding::Same => false,
-        dest::Binding::Unbound => {
-            dest.state()
-                .bind_source(source)
-                .map_err(DestError::sql("recording the destination's API"))?;
-            false
-        }
+    let moving = match &binding {
+        dest::Binding::Same | dest::Binding::Unbound => false,
         dest::Binding::Other(bound) if refreshes_all => {
             tracing::warn!(
                 from = bound,
@@ -211,7 +205,7 @@ pub async fn run_sync(cfg: JobConfig, cancel: Cancel) -> Result<JobOutcome, Dest
         dest::Binding::Other(bound) => {
             let state = dest::state_path(&cfg.dest);
             return Err(DestError::kind(&dest.describe(), &state)(
-                dest::state::KindError::Source(bound),
+                dest::state::KindError::Source(bound.clone()),
             ));
         }
     };
@@ -254,6 +248,11 @@ pub async fn run_sync(cfg: JobConfig, cancel: Cancel) -> Result<JobOutcome, Dest
         progress: progress_bar(&cfg),
         clock: ExtractClock::default(),
         moving,
+        bind: match binding {
+            dest::Binding::Same => None,
+            dest::Binding::Unbound => Some(Bind::New(source.to_string())),
+            _ => Some(Bind::Move(source.to_string())),
+        },
     };
     let result = run.run_tables().await;
     let JobRun {
@@ -468,6 +467,28 @@ struct JobRun<'a> {
     /// A full refresh moving the destination to another API: the old API's cursors are not
     /// this one's.
     moving: bool,
+    /// The binding to stage with the job's first page, if the store needs one.
+    bind: Option<Bind>,
+}
+
+/// How a job binds its destination to the API it reads, with its first page.
+#[derive(Debug, Clone)]
+enum Bind {
+    /// A store bound to no API yet.
+    New(String),
+    /// A full refresh moving the store from another API: the old cursors go.
+    Move(String),
+}
+
+impl Bind {
+    fn stage(&self, dest: &mut dyn Destination, job_id: &str) -> Result<(), DestError> {
+        let state = dest.state();
+        match self {
+            Bind::New(source) => state.stage_bind(source),
+            Bind::Move(source) => state.stage_move(source, job_id),
+        }
+        .map_err(DestError::sql("recording the destination's API"))
+    }
 }
 
 /// The `_extracted_at` of each page: the time it was fetched, strictly later than the page
@@ -609,7 +630,7 @@ impl JobRun<'_> {
         let cancel = self.cancel.clone();
         let progress = self.progress.clone();
         let streams: Vec<i64> = stream.into_iter().collect();
-        let moving = self.moving.then(|| source_url(self.cfg).to_string());
+        let bind = self.bind.take();
         let write = tokio::task::spawn_blocking(move || {
             let r = write_leads(
                 dest.as_mut(),
@@ -620,7 +641,7 @@ impl JobRun<'_> {
                 cursor,
                 full,
                 &streams,
-                moving.as_deref(),
+                bind,
                 &cancel,
                 &progress,
             );
@@ -706,6 +727,9 @@ impl JobRun<'_> {
                 let texts: Vec<&str> = page.records.iter().map(|r| r.get()).collect();
                 let ctx = self.map_ctx();
                 let dest = self.dest.as_mut().expect("destination present");
+                if let Some(bind) = self.bind.take() {
+                    bind.stage(dest.as_mut(), &self.job.id)?;
+                }
                 // Runs are few and small: staged right here, on the runtime's thread.
                 let out = dedup::stage_page(dest.as_mut(), table, &texts, &ctx, full)?;
                 self.job.add_counts(table.name(), &out.counts);
@@ -746,6 +770,13 @@ impl JobRun<'_> {
         }
         // Deletions only when every run was listed: the per-stream endpoint shows only the
         // latest page of runs, so an older run missing from it is not gone.
+        if self.moving && !listed_all {
+            // A move is finished only by a full refresh that read everything of the new API.
+            return Err(StepError::Incomplete(
+                "the runs listing stopped before its end, so the move to this API is not finished"
+                    .into(),
+            ));
+        }
         if full && self.cfg.streams.is_empty() && !listed_all {
             tracing::warn!("Not every run was listed: no run is marked deleted.");
         } else if full && self.cfg.streams.is_empty() {
@@ -1098,22 +1129,16 @@ fn write_leads(
     cursor: Option<i64>,
     full: bool,
     streams: &[i64],
-    mut moving: Option<&str>,
+    mut bind: Option<Bind>,
     cancel: &Cancel,
     progress: &ProgressBar,
 ) -> Result<(), StepError> {
     let table = Table::Leads;
-    // A full refresh moving the destination to another API binds it with its first page (not
-    // before: a job that reads nothing, a mistyped URL say, must leave the binding alone).
+    // The destination is bound to the API with the first page (not before: a job that reads
+    // nothing, a mistyped URL say, must leave the binding alone).
     let job_id = job.id.clone();
     let mut stage_move = |dest: &mut dyn Destination| -> Result<(), DestError> {
-        match moving.take() {
-            Some(source) => dest
-                .state()
-                .stage_move(source, &job_id)
-                .map_err(DestError::sql("recording the move to another API")),
-            None => Ok(()),
-        }
+        bind.take().map_or(Ok(()), |b| b.stage(dest, &job_id))
     };
     let mut max_cursor = cursor;
     let mut newest_read: Option<i64> = None;

@@ -444,6 +444,19 @@ fn demo_runs_without_key_or_network() {
     run.assert_code(2);
     assert!(query_i64(&out.join("leads.db"), "SELECT count(*) FROM leads") > 800);
     assert!(out.join("parquet").exists() && out.join("csv").exists());
+    // Nor is a parquet/ or csv/ that holds no demo's state.
+    let lookalike = t.path("lookalike");
+    std::fs::create_dir_all(lookalike.join("parquet")).unwrap();
+    std::fs::write(lookalike.join("parquet").join("mine.parquet"), "mine").unwrap();
+    let run = Run::from_output(
+        command()
+            .args(["demo", "--out"])
+            .arg(&lookalike)
+            .output()
+            .unwrap(),
+    );
+    run.assert_code(2);
+    assert!(lookalike.join("parquet").join("mine.parquet").exists());
     // A directory that holds anything else is not touched.
     let other = t.path("mine");
     std::fs::create_dir_all(&other).unwrap();
@@ -732,6 +745,16 @@ fn a_destination_exports_one_api_unless_a_full_refresh_moves_it() {
     let later = sync_ok(&second, &dest, &[]);
     assert_eq!(leads_counts(&later), (0, 0, 0, 0));
     sync(&first, &dest, &[]).assert_code(2);
+
+    // A new destination is bound by its first page: a first job that reads nothing (a
+    // mistyped URL, here a 404) leaves it free for the right one.
+    let (fresh, _) = {
+        let p = t.path("fresh.db");
+        (format!("sqlite:{}", p.display()), p)
+    };
+    second.update(|c| c.faults = FaultPlan::always(FaultKind::NotFound).on(FaultEndpoint::Leads));
+    sync(&second, &fresh, &[]).assert_code(1);
+    sync_ok(&first, &fresh, &[]);
 }
 
 #[test]
