@@ -179,3 +179,60 @@ fn kill_at_random_instants_loses_and_duplicates_nothing() {
     }
     assert!(killed >= 4, "only {killed} of 8 runs were killed mid-job");
 }
+
+#[test]
+fn a_move_to_another_api_killed_at_any_commit_step_finishes_with_the_next_full_refresh() {
+    let first = sim(600);
+    let second = sim_with(|c| {
+        c.leads = 900;
+        c.seed = 41;
+    });
+    let full: Vec<&str> = PAGE.iter().copied().chain(["--full-refresh"]).collect();
+    let mut kills = 0;
+    for point in [
+        "state.commit.before:1",
+        "state.commit.after:1",
+        "state.commit.after:2",
+        "state.commit.after:5",
+        "leads.cursor.staged:1",
+    ] {
+        let t = TestDir::new();
+        let (dest, path) = t.sqlite();
+        sync_ok(&first, &dest, PAGE);
+        let mut cmd = sync_cmd(&second, &dest, &full);
+        cmd.env("CTGO_TEST_CRASH_AT", point);
+        let run = Run::from_output(cmd.output().unwrap());
+        if run.code == 137 {
+            kills += 1;
+        } else {
+            assert_eq!(run.code, 0, "{point}: {}", run.stderr);
+        }
+        // Killed before its first commit, the destination is still the first API's; after it,
+        // the move is unfinished. Either way an incremental run of the new API is refused,
+        // and a full refresh finishes the move.
+        if run.code == 137 {
+            let refused = sync(&second, &dest, PAGE);
+            assert_eq!(refused.code, 2, "{point}: {}", refused.stderr);
+        }
+        sync_ok(&second, &dest, &full);
+        let live: Vec<i64> = {
+            let conn = db(&path);
+            let mut stmt = conn
+                .prepare("SELECT id FROM leads WHERE _deleted_at IS NULL ORDER BY id")
+                .unwrap();
+            stmt.query_map([], |r| r.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        assert_eq!(
+            live,
+            expected_ids(&second),
+            "{point}: the new API's leads live"
+        );
+        let later = sync_ok(&second, &dest, PAGE);
+        assert_eq!(leads_counts(&later), (0, 0, 0, 0), "{point}: nothing twice");
+        sync(&first, &dest, PAGE).assert_code(2);
+    }
+    assert!(kills >= 4, "only {kills} runs were killed");
+}
