@@ -564,10 +564,23 @@ impl JobRun<'_> {
                 .map_err(DestError::sql("reading the cursor"))?
         };
         let full = self.cfg.full_refresh;
+        // A stored cursor later than a minute before now (an earlier version's, or the clock
+        // stepped back since) says nothing true about what was read: the leads between the
+        // real last read and it would be skipped for good. Read as if there were none, once;
+        // dedup writes only what changed, and the export stores a true cursor.
+        let now_ms = Utc::now().timestamp_millis();
+        let read_from = cursor.filter(|c| *c <= now_ms - API_CLOCK_LAG_MS);
+        if read_from != cursor && !full {
+            tracing::warn!(
+                scope,
+                cursor = cursor.map(dest::format_ms),
+                "The stored cursor is later than now: reading every lead again once."
+            );
+        }
         let since = if full {
             None
         } else {
-            since_for(cursor, self.cfg.lookback, self.cfg.since)
+            since_for(read_from, self.cfg.lookback, self.cfg.since)
         };
         if cursor.is_some() && self.cfg.since.is_some() && !full {
             // Said aloud when given for this run (a user trying to read older leads again);
@@ -638,7 +651,7 @@ impl JobRun<'_> {
                 &mut job,
                 ctx,
                 &scope,
-                cursor,
+                read_from,
                 full,
                 &streams,
                 bind,

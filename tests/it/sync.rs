@@ -216,6 +216,36 @@ fn a_lead_dated_in_the_future_leaves_the_cursor_before_the_start_so_late_leads_a
 }
 
 #[test]
+fn a_stored_cursor_ahead_of_now_is_read_from_a_minute_before_now() {
+    // A cursor stored ahead (by an earlier version, or before the clock stepped back) must
+    // not make the next runs skip the leads up to it.
+    let sim = sim(50);
+    let t = TestDir::new();
+    let (dest, path) = t.sqlite();
+    let args = ["--tables", "leads"];
+    sync_ok(&sim, &dest, &args);
+    let now = chrono::Utc::now().timestamp();
+    db(&path)
+        .execute(
+            "UPDATE _ctgo_cursor SET cursor_ms = ?1 WHERE scope = 'leads'",
+            [(now + 86_400) * 1000],
+        )
+        .unwrap();
+    let late = sim.add_leads_dated(1, now - 1800);
+    let job = sync_ok(&sim, &dest, &args);
+    assert_eq!(leads_counts(&job).0, 1, "{job}");
+    assert!(sqlite_lead_ids(&path).contains(&late[0]));
+    let cursor = query_i64(
+        &path,
+        "SELECT cursor_ms FROM _ctgo_cursor WHERE scope = 'leads'",
+    );
+    assert!(
+        cursor < chrono::Utc::now().timestamp_millis() - 60_000,
+        "stored lower"
+    );
+}
+
+#[test]
 fn requests_ahead_cost_at_most_one_page_more_than_needed() {
     // 1,000 leads in pages of 100: ten pages. Two requests overlap once pages come back full;
     // the one past the end is dropped, or answered empty.
