@@ -128,10 +128,12 @@ impl DestSpec {
         }
     }
 
-    /// `kind:absolute-path`, stable for one destination (used for `source_connection_id`).
+    /// `kind:absolute-path`, stable for one destination (used for `source_connection_id`):
+    /// `parquet:out`, `parquet:out/` and `parquet:./out` are one.
     pub fn canonical(&self) -> String {
         let p = self.path();
         let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        let abs: PathBuf = abs.components().collect();
         format!("{}:{}", self.kind(), abs.display())
     }
 }

@@ -81,21 +81,32 @@ pub struct FileStore {
     _lock: DestLock,
 }
 
-/// A file in one of `dir`'s table directories (`leads/part-….parquet`), if there is any.
+/// A file anywhere under one of `dir`'s table directories (`leads/part-….parquet`), if there
+/// is any.
 fn exported_file(dir: &Path) -> Result<Option<String>, DestError> {
-    for table in Table::ALL {
-        let d = dir.join(table.name());
-        let entries = match std::fs::read_dir(&d) {
+    fn first_file(d: &Path, rel: &str) -> Result<Option<String>, DestError> {
+        let entries = match std::fs::read_dir(d) {
             Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(DestError::io(format!("listing {}", d.display()))(e)),
         };
         for entry in entries {
             let entry = entry.map_err(DestError::io(format!("listing {}", d.display())))?;
-            if entry.file_type().is_ok_and(|t| t.is_file()) {
-                let name = entry.file_name();
-                return Ok(Some(format!("{}/{}", table.name(), name.to_string_lossy())));
+            let rel = format!("{rel}/{}", entry.file_name().to_string_lossy());
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => {
+                    if let Some(found) = first_file(&entry.path(), &rel)? {
+                        return Ok(Some(found));
+                    }
+                }
+                _ => return Ok(Some(rel)),
             }
+        }
+        Ok(None)
+    }
+    for table in Table::ALL {
+        if let Some(found) = first_file(&dir.join(table.name()), table.name())? {
+            return Ok(Some(found));
         }
     }
     Ok(None)
@@ -105,11 +116,23 @@ impl FileStore {
     /// Create `dir` if missing, lock it, open the state store and create the table dirs.
     pub fn open(dir: &Path, scheme: &'static str) -> Result<FileStore, DestError> {
         let described = format!("{scheme}:{}", dir.display());
-        std::fs::create_dir_all(dir).map_err(DestError::io(format!(
-            "creating the destination directory {}",
-            dir.display()
-        )))?;
-        let lock = DestLock::acquire(&dir.join(LOCK_FILE), &described)?;
+        if dir.is_file() {
+            return Err(DestError::Mismatch {
+                dest: described,
+                reason: format!(
+                    "it is a file, not a directory{}",
+                    if super::is_sqlite_file(dir) {
+                        format!(
+                            " (an SQLite destination: use --dest sqlite:{})",
+                            dir.display()
+                        )
+                    } else {
+                        String::new()
+                    }
+                ),
+            });
+        }
+        // Checked before anything is created there.
         let state_path = dir.join(super::STATE_FILE);
         if !state_path
             .try_exists()
@@ -126,6 +149,11 @@ impl FileStore {
                 ),
             });
         }
+        std::fs::create_dir_all(dir).map_err(DestError::io(format!(
+            "creating the destination directory {}",
+            dir.display()
+        )))?;
+        let lock = DestLock::acquire(&dir.join(LOCK_FILE), &described)?;
         let store = StateStore::open(&state_path)
             .and_then(|s| s.limit_cache_kib(STATE_CACHE_KIB).map(|()| s))
             .map_err(DestError::sql(format!("opening {}", state_path.display())))?;

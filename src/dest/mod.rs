@@ -226,6 +226,15 @@ pub fn state_path(spec: &DestSpec) -> PathBuf {
     }
 }
 
+/// Whether `path` starts as an SQLite database does.
+pub fn is_sqlite_file(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 16];
+    File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok_and(|()| &head == b"SQLite format 3\0")
+}
+
 /// The hidden state file inside a file destination's directory.
 pub const STATE_FILE: &str = ".ctgo-state.db";
 

@@ -675,10 +675,41 @@ fn a_destination_keeps_its_kind_and_its_state_file() {
         "{}",
         run.stderr
     );
-    // Without its state file the directory's leads would all be written again.
+    // A directory given as an SQLite file, and the other way round.
+    refused(
+        &format!("sqlite:{}", dir.display()),
+        &[],
+        &format!("use --dest parquet:{}", dir.display()),
+    );
+    refused(
+        &format!("parquet:{}", state.display()),
+        &[],
+        &format!("use --dest sqlite:{}", state.display()),
+    );
+    // Without its state file the directory's leads would all be written again (files in
+    // subdirectories too).
     std::fs::rename(&state, t.path("state-aside.db")).unwrap();
+    std::fs::remove_file(dir.join(".ctgo.lock")).unwrap();
     refused(&parquet, &[], "but no .ctgo-state.db");
     assert!(!state.exists(), "nothing created");
+    assert!(!dir.join(".ctgo.lock").exists(), "not even a lock");
+    let nested = t.path("nested");
+    std::fs::create_dir_all(nested.join("leads").join("2026")).unwrap();
+    std::fs::copy(
+        std::fs::read_dir(dir.join("leads"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path(),
+        nested.join("leads").join("2026").join("a.parquet"),
+    )
+    .unwrap();
+    refused(
+        &format!("parquet:{}", nested.display()),
+        &[],
+        "holds exported files (leads/2026/a.parquet)",
+    );
     std::fs::rename(t.path("state-aside.db"), &state).unwrap();
     let job = sync_ok(&sim, &parquet, &[]);
     assert_eq!(leads_counts(&job), (0, 0, 0, 0));
