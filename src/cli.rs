@@ -8,6 +8,9 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::simulator::SimulateArgs;
 
+/// The exit statuses of `sync`, for its `--help`.
+const EXIT_STATUSES: &str = "Exit status: 0 completed (also with quarantined records), 1 failed (or the destination is busy),\n2 usage or configuration error, 3 refused by the API (401, 403, 410), 130 cancelled (SIGINT/SIGTERM).";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "ctgo-export",
@@ -23,6 +26,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Export new and changed leads and sync runs into a destination.
+    #[command(after_help = EXIT_STATUSES)]
     Sync(SyncArgs),
     /// List the export-job history of a destination, newest first.
     Jobs(JobsArgs),
@@ -77,7 +81,8 @@ pub struct SyncArgs {
     /// TOML file with sync settings (flags and environment override it).
     #[arg(long, env = "CTGO_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
-    /// Request budget per minute (the API allows 60); 0 = no limit, for a simulator on loopback
+    /// Request budget per minute, 1 to 60 (the API's limit); 0 (no limit) or more only for a
+    /// simulator on loopback
     /// [default: 60].
     #[arg(long, env = "CTGO_REQUESTS_PER_MINUTE", value_name = "N")]
     pub requests_per_minute: Option<u32>,

@@ -69,9 +69,9 @@ pub enum ConfigError {
     )]
     BadSince(String),
     #[error(
-        "requests per minute 0 (no limit) is only for a simulator on this machine, not {0}: the API allows 60 a minute per key"
+        "requests per minute {0} (0 = no limit) is only for a simulator on this machine, not {1}: the API allows 60 a minute per key; use 1 to 60"
     )]
-    NoRateLimit(String),
+    NoRateLimit(u32, String),
     #[error("bad page size {0} (--page-size or page_size in the config file): use 1 to 500")]
     BadPageSize(u32),
     #[error("bad stream id {0}: stream ids are positive integers")]
@@ -265,9 +265,15 @@ impl JobConfig {
             .requests_per_minute
             .or(file.requests_per_minute)
             .unwrap_or(api::DEFAULT_REQUESTS_PER_MINUTE);
-        // No budget at all would hammer the real API: only for a simulator on this machine.
-        if requests_per_minute == 0 && !api::is_loopback(&base_url) {
-            return Err(ConfigError::NoRateLimit(base_url.to_string()));
+        // Never more than the API's documented rate (product guarantee 3): no budget, or a
+        // larger one, only for a simulator on this machine.
+        if (requests_per_minute == 0 || requests_per_minute > api::DEFAULT_REQUESTS_PER_MINUTE)
+            && !api::is_loopback(&base_url)
+        {
+            return Err(ConfigError::NoRateLimit(
+                requests_per_minute,
+                base_url.to_string(),
+            ));
         }
         let page_size = args
             .page_size
@@ -462,8 +468,10 @@ mod tests {
         a.base_url = Some("https://api.example.com/api/v2".into());
         assert!(matches!(
             JobConfig::resolve(&a, Some(KEY.into())),
-            Err(ConfigError::NoRateLimit(_))
+            Err(ConfigError::NoRateLimit(..))
         ));
+        a.requests_per_minute = Some(61);
+        assert!(JobConfig::resolve(&a, Some(KEY.into())).is_err());
         a.requests_per_minute = Some(30);
         assert!(JobConfig::resolve(&a, Some(KEY.into())).is_ok());
     }
