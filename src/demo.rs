@@ -128,6 +128,11 @@ fn prepare_out(out: &Path) -> anyhow::Result<()> {
             {
                 return Err(ConfigError::DemoOut(out.to_path_buf()).into());
             }
+            if matches!(dest, DestSpec::Parquet(_) | DestSpec::Csv(_))
+                && !only_its_own_files(path, &state)?
+            {
+                return Err(ConfigError::DemoOut(out.to_path_buf()).into());
+            }
         }
         eprintln!("Replacing the previous demo in {}.", out.display());
         for dest in &dests {
@@ -147,6 +152,46 @@ fn prepare_out(out: &Path) -> anyhow::Result<()> {
         drop(locks);
     }
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))
+}
+
+/// Whether the files destination `dir` holds nothing but what its state (`state`) records:
+/// its state and lock files, and in its table directories the files it wrote (or was
+/// writing). Anything a user put there keeps the demo from removing it.
+fn only_its_own_files(dir: &Path, state: &Path) -> anyhow::Result<bool> {
+    use crate::dest::{STATE_FILE, files};
+    let recorded: std::collections::HashSet<String> =
+        crate::dest::StateStore::open_read_only(state)
+            .and_then(|s| s.recorded_files())
+            .with_context(|| format!("reading {}", state.display()))?
+            .into_iter()
+            .collect();
+    let own_root = [
+        STATE_FILE.to_string(),
+        format!("{STATE_FILE}-wal"),
+        format!("{STATE_FILE}-shm"),
+        files::LOCK_FILE.to_string(),
+    ];
+    for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if own_root.contains(&name) {
+            continue;
+        }
+        if !entry.file_type()?.is_dir() || crate::schema::Table::from_name(&name).is_none() {
+            return Ok(false);
+        }
+        for file in std::fs::read_dir(entry.path())? {
+            let file = file?;
+            let file_name = file.file_name().to_string_lossy().into_owned();
+            let own = file.file_type()?.is_file()
+                && (recorded.contains(&format!("{name}/{file_name}"))
+                    || files::is_staged_name(&file_name));
+            if !own {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
 }
 
 /// A removal that found nothing to remove is fine.

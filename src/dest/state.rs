@@ -852,6 +852,13 @@ impl StateStore {
         rows.collect()
     }
 
+    /// The final name (`leads/part-….parquet`) of every file the store records.
+    pub fn recorded_files(&self) -> rusqlite::Result<Vec<String>> {
+        let mut stmt = self.conn.prepare("SELECT final FROM _ctgo_files")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        rows.collect()
+    }
+
     /// Every staged name a committed file record mentions (recovery keeps these).
     pub fn known_staged(&self) -> rusqlite::Result<Vec<String>> {
         let mut stmt = self.conn.prepare("SELECT staged FROM _ctgo_files")?;

@@ -427,6 +427,23 @@ fn demo_runs_without_key_or_network() {
     };
     assert_eq!(firsts(&run), firsts(&again));
     assert!(firsts(&run)[0].starts_with("8"), "{:?}", firsts(&run));
+    // A file of the user's inside the demo's outputs keeps them all.
+    for mine in [
+        out.join("csv").join("notes.txt"),
+        out.join("parquet").join("leads").join("mine.parquet"),
+    ] {
+        std::fs::write(&mine, "mine").unwrap();
+        let run = Run::from_output(
+            command()
+                .args(["demo", "--leads", "800", "--out"])
+                .arg(&out)
+                .output()
+                .unwrap(),
+        );
+        run.assert_code(2);
+        assert!(mine.exists());
+        std::fs::remove_file(&mine).unwrap();
+    }
     // A destination there bound to an API that is not on this machine is someone's data.
     db(&out.join("leads.db"))
         .execute(
