@@ -387,28 +387,27 @@ fn config_file_holds_sync_settings_and_flags_override_it() {
 
 #[test]
 fn demo_runs_without_key_or_network() {
+    let demo = |out: &std::path::Path, args: &[&str]| {
+        Run::from_output(
+            command()
+                .arg("demo")
+                .args(args)
+                .arg("--out")
+                .arg(out)
+                .output()
+                .unwrap(),
+        )
+    };
     let t = TestDir::new();
     let out = t.path("demo");
-    let run = Run::from_output(
-        command()
-            .args(["demo", "--leads", "800", "--out"])
-            .arg(&out)
-            .output()
-            .unwrap(),
-    );
+    let run = demo(&out, &["--leads", "800"]);
     run.assert_code(0);
     assert!(out.join("leads.db").exists());
     assert!(query_i64(&out.join("leads.db"), "SELECT count(*) FROM leads") > 800);
     assert!(run.stderr.contains("Second export"), "{}", run.stderr);
     // Again in the same directory: the previous demo's outputs are replaced, and the story's
     // figures are the first run's.
-    let again = Run::from_output(
-        command()
-            .args(["demo", "--leads", "800", "--out"])
-            .arg(&out)
-            .output()
-            .unwrap(),
-    );
+    let again = demo(&out, &["--leads", "800"]);
     again.assert_code(0);
     assert!(again.stderr.contains("Replacing the previous demo"));
     let firsts = |r: &Run| -> Vec<String> {
@@ -433,13 +432,7 @@ fn demo_runs_without_key_or_network() {
         out.join("parquet").join("leads").join("mine.parquet"),
     ] {
         std::fs::write(&mine, "mine").unwrap();
-        let run = Run::from_output(
-            command()
-                .args(["demo", "--leads", "800", "--out"])
-                .arg(&out)
-                .output()
-                .unwrap(),
-        );
+        let run = demo(&out, &["--leads", "800"]);
         run.assert_code(2);
         assert!(mine.exists());
         std::fs::remove_file(&mine).unwrap();
@@ -451,13 +444,7 @@ fn demo_runs_without_key_or_network() {
             [],
         )
         .unwrap();
-    let run = Run::from_output(
-        command()
-            .args(["demo", "--leads", "800", "--out"])
-            .arg(&out)
-            .output()
-            .unwrap(),
-    );
+    let run = demo(&out, &["--leads", "800"]);
     run.assert_code(2);
     assert!(query_i64(&out.join("leads.db"), "SELECT count(*) FROM leads") > 800);
     assert!(out.join("parquet").exists() && out.join("csv").exists());
@@ -465,26 +452,14 @@ fn demo_runs_without_key_or_network() {
     let lookalike = t.path("lookalike");
     std::fs::create_dir_all(lookalike.join("parquet")).unwrap();
     std::fs::write(lookalike.join("parquet").join("mine.parquet"), "mine").unwrap();
-    let run = Run::from_output(
-        command()
-            .args(["demo", "--out"])
-            .arg(&lookalike)
-            .output()
-            .unwrap(),
-    );
+    let run = demo(&lookalike, &[]);
     run.assert_code(2);
     assert!(lookalike.join("parquet").join("mine.parquet").exists());
     // A directory that holds anything else is not touched.
     let other = t.path("mine");
     std::fs::create_dir_all(&other).unwrap();
     std::fs::write(other.join("notes.txt"), "mine").unwrap();
-    let run = Run::from_output(
-        command()
-            .args(["demo", "--out"])
-            .arg(&other)
-            .output()
-            .unwrap(),
-    );
+    let run = demo(&other, &[]);
     run.assert_code(2);
     assert_eq!(std::fs::read_dir(&other).unwrap().count(), 1);
 }
@@ -775,16 +750,7 @@ fn a_destination_exports_one_api_unless_a_full_refresh_moves_it() {
     second.update(|c| c.faults = FaultPlan::default());
     let job = sync_ok(&second, &dest, &["--full-refresh"]);
     assert!(leads_counts(&job).2 > 0, "{job}");
-    let live: Vec<i64> = {
-        let conn = db(&path);
-        let mut stmt = conn
-            .prepare("SELECT id FROM leads WHERE _deleted_at IS NULL ORDER BY id")
-            .unwrap();
-        stmt.query_map([], |r| r.get(0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
-    };
+    let live = sqlite_live_lead_ids(&path);
     assert_eq!(
         live,
         expected_ids(&second),

@@ -175,6 +175,18 @@ pub fn sqlite_lead_ids(path: &Path) -> Vec<i64> {
 }
 
 /// The ids a correct exporter must hold: the API's lead set minus records it serves malformed.
+/// Ids of the leads an SQLite destination holds that are not marked deleted, ascending.
+pub fn sqlite_live_lead_ids(path: &Path) -> Vec<i64> {
+    let conn = db(path);
+    let mut stmt = conn
+        .prepare("SELECT id FROM leads WHERE _deleted_at IS NULL ORDER BY id")
+        .unwrap();
+    stmt.query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
 pub fn expected_ids(sim: &Simulator) -> Vec<i64> {
     let mut ids = sim.lead_ids();
     ids.sort_unstable();

@@ -215,16 +215,7 @@ fn a_move_to_another_api_killed_at_any_commit_step_finishes_with_the_next_full_r
             assert_eq!(refused.code, 2, "{point}: {}", refused.stderr);
         }
         sync_ok(&second, &dest, &full);
-        let live: Vec<i64> = {
-            let conn = db(&path);
-            let mut stmt = conn
-                .prepare("SELECT id FROM leads WHERE _deleted_at IS NULL ORDER BY id")
-                .unwrap();
-            stmt.query_map([], |r| r.get(0))
-                .unwrap()
-                .map(Result::unwrap)
-                .collect()
-        };
+        let live = sqlite_live_lead_ids(&path);
         assert_eq!(
             live,
             expected_ids(&second),
