@@ -185,27 +185,17 @@ pub struct FileConfig {
 }
 
 impl FileConfig {
-    /// Read the file. Relative paths in it (`dest`, `api_key_file`) are taken from the file's
-    /// own directory, so that a scheduled job finds them whatever its working directory.
+    /// Read the file. Relative paths in it (`dest`, `api_key_file`) are taken from the
+    /// working directory, as on the command line: a scheduled job should give absolute ones.
     pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::FileRead {
             path: path.to_path_buf(),
             source,
         })?;
-        let mut file: FileConfig = toml::from_str(&text).map_err(|e| ConfigError::FileParse {
+        toml::from_str(&text).map_err(|e| ConfigError::FileParse {
             path: path.to_path_buf(),
             message: e.to_string(),
-        })?;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            file.api_key_file = file.api_key_file.map(|p| dir.join(p));
-            file.dest = file.dest.map(|d| match DestSpec::parse(&d) {
-                Ok(spec) if spec.path().is_relative() => {
-                    format!("{}:{}", spec.kind(), dir.join(spec.path()).display())
-                }
-                _ => d,
-            });
-        }
-        Ok(file)
+        })
     }
 }
 
@@ -518,21 +508,7 @@ mod tests {
         assert_eq!(cfg.streams, vec![4]);
         a.dest = None;
         let cfg = JobConfig::resolve(&a, Some(KEY.into())).unwrap();
-        assert_eq!(cfg.dest, DestSpec::Csv(dir.path().join("out")));
-
-        // Relative paths in the file are the file's directory's.
-        std::fs::write(&file, "dest = \"csv:out\"\napi_key_file = \"key\"\n").unwrap();
-        let loaded = FileConfig::load(&file).unwrap();
-        assert_eq!(
-            loaded.dest.unwrap(),
-            format!("csv:{}", dir.path().join("out").display())
-        );
-        assert_eq!(loaded.api_key_file.unwrap(), dir.path().join("key"));
-        std::fs::write(&file, "dest = \"sqlite:/abs/x.db\"\n").unwrap();
-        assert_eq!(
-            FileConfig::load(&file).unwrap().dest.unwrap(),
-            "sqlite:/abs/x.db"
-        );
+        assert_eq!(cfg.dest, DestSpec::Csv("out".into()));
 
         // `tables` as the flag takes it, one string.
         std::fs::write(&file, "dest = \"csv:out\"\ntables = \"sync_runs\"\n").unwrap();

@@ -114,18 +114,21 @@ fn prepare_out(out: &Path) -> anyhow::Result<()> {
                 DestSpec::Parquet(d) | DestSpec::Csv(d) => d.join(crate::dest::files::LOCK_FILE),
             };
             locks.push(crate::dest::DestLock::acquire(&lock, &dest.to_string())?);
-            // A demo's destination records the simulator it exported (every demo job binds
-            // it): anything else there is not a demo's to remove.
+            // A demo's destination records the simulator it exported (with its first page),
+            // or, cut short before that, holds nothing: anything else is not a demo's to
+            // remove.
             let state = crate::dest::state_path(dest);
-            let source = if state.exists() {
-                crate::dest::StateStore::open_read_only(&state)
-                    .and_then(|s| s.bound_source())
-                    .with_context(|| format!("reading {}", state.display()))?
+            let demo_made = if state.exists() {
+                let store = crate::dest::StateStore::open_read_only(&state)
+                    .with_context(|| format!("reading {}", state.display()))?;
+                match store.bound_source()? {
+                    Some(s) => reqwest::Url::parse(&s).is_ok_and(|u| api::is_loopback(&u)),
+                    None => store.holds_nothing()?,
+                }
             } else {
-                None
+                true
             };
-            if !source.is_some_and(|s| reqwest::Url::parse(&s).is_ok_and(|u| api::is_loopback(&u)))
-            {
+            if !demo_made {
                 return Err(ConfigError::DemoOut(out.to_path_buf()).into());
             }
             if matches!(dest, DestSpec::Parquet(_) | DestSpec::Csv(_))
@@ -159,12 +162,15 @@ fn prepare_out(out: &Path) -> anyhow::Result<()> {
 /// writing). Anything a user put there keeps the demo from removing it.
 fn only_its_own_files(dir: &Path, state: &Path) -> anyhow::Result<bool> {
     use crate::dest::{STATE_FILE, files};
-    let recorded: std::collections::HashSet<String> =
+    let recorded: std::collections::HashSet<String> = if state.exists() {
         crate::dest::StateStore::open_read_only(state)
             .and_then(|s| s.recorded_files())
             .with_context(|| format!("reading {}", state.display()))?
             .into_iter()
-            .collect();
+            .collect()
+    } else {
+        Default::default()
+    };
     let own_root = [
         STATE_FILE.to_string(),
         format!("{STATE_FILE}-wal"),

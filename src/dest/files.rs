@@ -119,17 +119,7 @@ impl FileStore {
         if dir.is_file() {
             return Err(DestError::Mismatch {
                 dest: described,
-                reason: format!(
-                    "it is a file, not a directory{}",
-                    if super::is_sqlite_file(dir) {
-                        format!(
-                            " (an SQLite destination: use --dest sqlite:{})",
-                            dir.display()
-                        )
-                    } else {
-                        String::new()
-                    }
-                ),
+                reason: format!("it is a file, not a directory{}", super::kind_hint(dir)),
             });
         }
         // Checked before anything is created there.

@@ -226,13 +226,29 @@ pub fn state_path(spec: &DestSpec) -> PathBuf {
     }
 }
 
-/// Whether `path` starts as an SQLite database does.
-pub fn is_sqlite_file(path: &Path) -> bool {
+/// Advice on the `--dest` to give for the state store `state`, if it is one: a files
+/// destination's `DIR/.ctgo-state.db` names `DIR`, an SQLite destination's file itself.
+/// Empty when `state` is no store of ours.
+pub fn kind_hint(state: &Path) -> String {
     use std::io::Read;
     let mut head = [0u8; 16];
-    File::open(path)
+    let sqlite = File::open(state)
         .and_then(|mut f| f.read_exact(&mut head))
-        .is_ok_and(|()| &head == b"SQLite format 3\0")
+        .is_ok_and(|()| &head == b"SQLite format 3\0");
+    let kind = sqlite
+        .then(|| StateStore::open_read_only(state).ok()?.dest_kind().ok()?)
+        .flatten();
+    let place = match (kind.as_deref(), state.parent()) {
+        (Some("sqlite") | None, _) | (_, None) => state.display().to_string(),
+        (Some(_), Some(dir)) => dir.display().to_string(),
+    };
+    match kind {
+        Some(kind) => format!(" (a {kind} destination: use --dest {kind}:{place})"),
+        None if sqlite && state.file_name().is_some_and(|n| n != STATE_FILE) => {
+            format!(" (an SQLite database: use --dest sqlite:{place})")
+        }
+        None => String::new(),
+    }
 }
 
 /// The hidden state file inside a file destination's directory.

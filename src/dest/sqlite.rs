@@ -29,19 +29,11 @@ pub struct SqliteDest {
 impl SqliteDest {
     pub fn open(path: &Path) -> Result<SqliteDest, DestError> {
         if path.is_dir() {
-            let files = path.join(super::STATE_FILE).exists();
             return Err(DestError::Mismatch {
                 dest: format!("sqlite:{}", path.display()),
                 reason: format!(
                     "it is a directory, not a file{}",
-                    if files {
-                        format!(
-                            " (a Parquet or CSV destination: use --dest parquet:{0} or csv:{0})",
-                            path.display()
-                        )
-                    } else {
-                        String::new()
-                    }
+                    super::kind_hint(&path.join(super::STATE_FILE))
                 ),
             });
         }

@@ -852,6 +852,15 @@ impl StateStore {
         rows.collect()
     }
 
+    /// Whether the store records no row version and no cursor: nothing was ever exported.
+    pub fn holds_nothing(&self) -> rusqlite::Result<bool> {
+        self.conn.query_row(
+            "SELECT NOT EXISTS (SELECT 1 FROM _ctgo_seen) AND NOT EXISTS (SELECT 1 FROM _ctgo_cursor)",
+            [],
+            |r| r.get(0),
+        )
+    }
+
     /// The final name (`leads/part-….parquet`) of every file the store records.
     pub fn recorded_files(&self) -> rusqlite::Result<Vec<String>> {
         let mut stmt = self.conn.prepare("SELECT final FROM _ctgo_files")?;

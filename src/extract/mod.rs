@@ -198,7 +198,8 @@ pub async fn run_sync(cfg: JobConfig, cancel: Cancel) -> Result<JobOutcome, Dest
                 dest: dest.describe(),
                 reason: format!(
                     "its move to {source} is unfinished (the full refresh that began it did not \
-                     complete): run a --full-refresh of every table and stream to finish it"
+                     complete): run a --full-refresh of every table and stream to finish it, or \
+                     export into a new destination"
                 ),
             });
         }
@@ -577,10 +578,17 @@ impl JobRun<'_> {
                 "The stored cursor is later than now: reading every lead again once."
             );
         }
+        // (`--since` only sets where a scope with no cursor starts; a discarded one was a
+        // cursor all the same: everything is read.)
+        let first_since = if cursor.is_some() {
+            None
+        } else {
+            self.cfg.since
+        };
         let since = if full {
             None
         } else {
-            since_for(read_from, self.cfg.lookback, self.cfg.since)
+            since_for(read_from, self.cfg.lookback, first_since)
         };
         if cursor.is_some() && self.cfg.since.is_some() && !full {
             // Said aloud when given for this run (a user trying to read older leads again);
@@ -786,7 +794,9 @@ impl JobRun<'_> {
         if self.moving && !listed_all {
             // A move is finished only by a full refresh that read everything of the new API.
             return Err(StepError::Incomplete(
-                "the runs listing stopped before its end, so the move to this API is not finished"
+                "the runs listing stopped before its end, so the move to this API is not \
+                 finished (run the full refresh again; if the API never lists its runs whole, \
+                 export into a new destination)"
                     .into(),
             ));
         }

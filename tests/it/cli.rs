@@ -455,6 +455,12 @@ fn demo_runs_without_key_or_network() {
     let run = demo(&lookalike, &[]);
     run.assert_code(2);
     assert!(lookalike.join("parquet").join("mine.parquet").exists());
+    // A demo cut short before its first commit left only its locks: it is replaced.
+    let cut = t.path("cut");
+    std::fs::create_dir_all(cut.join("parquet")).unwrap();
+    std::fs::write(cut.join("leads.db.lock"), "").unwrap();
+    std::fs::write(cut.join("parquet").join(".ctgo.lock"), "").unwrap();
+    demo(&cut, &["--leads", "300"]).assert_code(0);
     // A directory that holds anything else is not touched.
     let other = t.path("mine");
     std::fs::create_dir_all(&other).unwrap();
@@ -676,7 +682,7 @@ fn a_destination_keeps_its_kind_and_its_state_file() {
     refused(
         &format!("parquet:{}", state.display()),
         &[],
-        &format!("use --dest sqlite:{}", state.display()),
+        &format!("it is a file, not a directory (a parquet destination: use --dest {parquet})"),
     );
     // Without its state file the directory's leads would all be written again (files in
     // subdirectories too).

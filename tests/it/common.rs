@@ -174,7 +174,6 @@ pub fn sqlite_lead_ids(path: &Path) -> Vec<i64> {
         .collect()
 }
 
-/// The ids a correct exporter must hold: the API's lead set minus records it serves malformed.
 /// Ids of the leads an SQLite destination holds that are not marked deleted, ascending.
 pub fn sqlite_live_lead_ids(path: &Path) -> Vec<i64> {
     let conn = db(path);
@@ -187,6 +186,7 @@ pub fn sqlite_live_lead_ids(path: &Path) -> Vec<i64> {
         .collect()
 }
 
+/// The ids a correct exporter must hold: the API's lead set minus records it serves malformed.
 pub fn expected_ids(sim: &Simulator) -> Vec<i64> {
     let mut ids = sim.lead_ids();
     ids.sort_unstable();
