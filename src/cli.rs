@@ -59,8 +59,9 @@ pub struct SyncArgs {
     /// [default: 15m].
     #[arg(long, env = "CTGO_LOOKBACK", value_name = "DURATION")]
     pub lookback: Option<String>,
-    /// Where the first run starts: an ISO 8601 time with its zone (2026-06-01T00:00:00Z) or a
-    /// date (midnight UTC); later runs follow the cursor [default: the whole history].
+    /// Export no lead discovered before this: an ISO 8601 time with its zone
+    /// (2026-06-01T00:00:00Z) or a date (midnight UTC). The first run starts there; later runs
+    /// follow the cursor but never read before it [default: the whole history].
     #[arg(long, env = "CTGO_SINCE", value_name = "ISO8601")]
     pub since: Option<String>,
     /// Re-read everything and mark ids the API no longer returns as deleted.

@@ -82,7 +82,7 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     #[error(
-        "{0} is not empty and holds no earlier demo: choose another --out (the demo replaces only its own outputs)"
+        "{0} holds something the demo did not write there (or an export of another API): choose another --out (the demo replaces only its own outputs)"
     )]
     DemoOut(PathBuf),
     #[error("bad config file {path}: {message}")]

@@ -14,6 +14,7 @@ use ctgo_export::dest::DestError;
 use ctgo_export::extract::{self, Cancel, exit};
 use ctgo_export::job::JobRecord;
 use ctgo_export::schema::Table;
+use uuid::Uuid;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -156,7 +157,22 @@ fn install_signal_handlers(cancel: Cancel) {
 }
 
 async fn sync(args: SyncArgs) -> anyhow::Result<i32> {
-    let cfg = JobConfig::resolve(&args, std::env::var(config::KEY_ENV).ok())?;
+    let cfg = match JobConfig::resolve(&args, std::env::var(config::KEY_ENV).ok()) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            // With --json on the command line, a script still reads one record (the file's
+            // `json` may be what could not be read).
+            if args.json {
+                print_unstarted_job(
+                    Uuid::nil(),
+                    &[Table::Leads, Table::SyncRuns],
+                    &e.to_string(),
+                    "configuration",
+                );
+            }
+            return Err(e.into());
+        }
+    };
     let cancel = Cancel::new();
     install_signal_handlers(cancel.clone());
     ctgo_export::fault::on_interrupt({
@@ -165,26 +181,27 @@ async fn sync(args: SyncArgs) -> anyhow::Result<i32> {
     });
     let json = cfg.json;
     let source_id = extract::source_connection_id(&cfg);
+    let tables = cfg.tables.clone();
     let outcome = match extract::run_sync(cfg, cancel).await {
         Ok(o) => o,
         Err(e) => {
             // No job could start, so none is in the ledger; `--json` still prints one record,
             // FAILED, that says why.
             if json {
-                let mut job = JobRecord::new(source_id, Utc::now());
                 let kind = match &e {
                     DestError::Busy { .. } => "busy",
+                    DestError::Mismatch { .. } | DestError::Missing { .. } => "configuration",
                     _ => "destination",
                 };
-                let details = serde_json::json!({"kind": kind, "refused": false});
-                let _ = job.fail(e.to_string(), Some(details), Utc::now());
-                println!("{}", job.to_json_line());
+                print_unstarted_job(source_id, &tables, &e.to_string(), kind);
             }
             return match e {
                 DestError::Busy { .. } => {
                     eprintln!("ctgo-export: {e}");
                     Ok(exit::FAILED)
                 }
+                // A refusal says all it has to say.
+                e @ (DestError::Mismatch { .. } | DestError::Missing { .. }) => Err(e.into()),
                 e => Err(e).context("the destination failed"),
             };
         }
@@ -225,6 +242,18 @@ pub fn summary_line(job: &JobRecord, requests: u64) -> String {
         if requests == 1 { "" } else { "s" },
         parts.join("; ")
     )
+}
+
+/// `sync --json`'s record for a job that could not start: FAILED, with the reason, in no
+/// ledger. `tables` holds the tables asked for, with zero counts.
+fn print_unstarted_job(source_id: Uuid, tables: &[Table], error: &str, kind: &str) {
+    let mut job = JobRecord::new(source_id, Utc::now());
+    for t in tables {
+        job.touch_table(t.name());
+    }
+    let details = serde_json::json!({"kind": kind, "refused": false});
+    let _ = job.fail(error.to_string(), Some(details), Utc::now());
+    println!("{}", job.to_json_line());
 }
 
 /// How much of a job's error the `jobs` table shows.

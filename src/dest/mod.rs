@@ -76,16 +76,6 @@ impl DestError {
                     dest,
                 }
             }
-            state::KindError::Source(bound) => DestError::Mismatch {
-                reason: format!(
-                    "it holds an export of {bound}, and this job reads another API: their \
-                     cursors and leads would mix. Export into a new destination, or move this \
-                     one with a --full-refresh of every table and stream (from its first page \
-                     the destination belongs to the new API and the old cursors are dropped; \
-                     when it completes, ids the new API does not return are marked deleted)"
-                ),
-                dest,
-            },
             state::KindError::Sql(source) => DestError::Sqlite {
                 context: format!("reading {path}"),
                 source,
@@ -226,15 +216,20 @@ pub fn state_path(spec: &DestSpec) -> PathBuf {
     }
 }
 
+/// Whether `path` starts as an SQLite database does.
+pub fn has_sqlite_header(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 16];
+    File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok_and(|()| &head == b"SQLite format 3\0")
+}
+
 /// Advice on the `--dest` to give for the state store `state`, if it is one: a files
 /// destination's `DIR/.ctgo-state.db` names `DIR`, an SQLite destination's file itself.
 /// Empty when `state` is no store of ours.
 pub fn kind_hint(state: &Path) -> String {
-    use std::io::Read;
-    let mut head = [0u8; 16];
-    let sqlite = File::open(state)
-        .and_then(|mut f| f.read_exact(&mut head))
-        .is_ok_and(|()| &head == b"SQLite format 3\0");
+    let sqlite = has_sqlite_header(state);
     let kind = sqlite
         .then(|| StateStore::open_read_only(state).ok()?.dest_kind().ok()?)
         .flatten();

@@ -28,6 +28,17 @@ pub struct SqliteDest {
 
 impl SqliteDest {
     pub fn open(path: &Path) -> Result<SqliteDest, DestError> {
+        // A file of something else (an empty one is a new database).
+        if path.metadata().is_ok_and(|m| m.is_file() && m.len() > 0)
+            && !super::has_sqlite_header(path)
+        {
+            return Err(DestError::Mismatch {
+                dest: format!("sqlite:{}", path.display()),
+                reason: "it is a file but not an SQLite database: give a new path, or the \
+                         database a previous job wrote"
+                    .into(),
+            });
+        }
         if path.is_dir() {
             return Err(DestError::Mismatch {
                 dest: format!("sqlite:{}", path.display()),

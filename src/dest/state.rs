@@ -43,8 +43,6 @@ pub enum Binding {
 pub enum KindError {
     #[error("it holds the state of a {0} destination")]
     Other(String),
-    #[error("it holds an export of {0}")]
-    Source(String),
     #[error(transparent)]
     Sql(#[from] rusqlite::Error),
 }

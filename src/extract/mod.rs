@@ -181,7 +181,10 @@ pub async fn run_sync(cfg: JobConfig, cancel: Cancel) -> Result<JobOutcome, Dest
         .state()
         .source_binding(source)
         .map_err(DestError::sql("reading the destination's state"))?;
-    let refreshes_all = cfg.full_refresh && cfg.streams.is_empty() && cfg.tables.len() == 2;
+    // A full refresh reads all it covers: the leads of the old API it does not return are
+    // then marked deleted (of the streams and tables it covers; a later full refresh of more
+    // marks the rest).
+    let refreshes_all = cfg.full_refresh;
     let moving = match &binding {
         dest::Binding::Same | dest::Binding::Unbound => false,
         dest::Binding::Other(bound) if refreshes_all => {
@@ -198,16 +201,21 @@ pub async fn run_sync(cfg: JobConfig, cancel: Cancel) -> Result<JobOutcome, Dest
                 dest: dest.describe(),
                 reason: format!(
                     "its move to {source} is unfinished (the full refresh that began it did not \
-                     complete): run a --full-refresh of every table and stream to finish it, or \
-                     export into a new destination"
+                     complete): run --full-refresh to finish it, or export into a new destination"
                 ),
             });
         }
         dest::Binding::Other(bound) => {
-            let state = dest::state_path(&cfg.dest);
-            return Err(DestError::kind(&dest.describe(), &state)(
-                dest::state::KindError::Source(bound.clone()),
-            ));
+            return Err(DestError::Mismatch {
+                dest: dest.describe(),
+                reason: format!(
+                    "it holds an export of {bound}, and this job reads {source}: their cursors \
+                     and leads would mix. Export into a new destination, or move this one with \
+                     --full-refresh (from its first page the destination belongs to the new \
+                     API and the old cursors are dropped; when it completes, the ids the new \
+                     API does not return are marked deleted)"
+                ),
+            });
         }
     };
 
@@ -575,31 +583,30 @@ impl JobRun<'_> {
             tracing::warn!(
                 scope,
                 cursor = cursor.map(dest::format_ms),
-                "The stored cursor is later than now: reading every lead again once."
+                "The stored cursor is later than now: reading every lead again once (from --since, if given)."
             );
         }
-        // (`--since` only sets where a scope with no cursor starts; a discarded one was a
-        // cursor all the same: everything is read.)
-        let first_since = if cursor.is_some() {
-            None
-        } else {
-            self.cfg.since
-        };
+        // `--since` is a floor: no lead discovered before it is asked for, on the first run or
+        // later (the lookback would reach back past it).
+        let from_cursor = since_for(read_from, self.cfg.lookback, None);
         let since = if full {
             None
         } else {
-            since_for(read_from, self.cfg.lookback, first_since)
+            from_cursor.max(self.cfg.since)
         };
-        if cursor.is_some() && self.cfg.since.is_some() && !full {
+        if let (Some(asked), Some(reads)) = (self.cfg.since, from_cursor)
+            && asked < reads
+            && !full
+        {
             // Said aloud when given for this run (a user trying to read older leads again);
             // `since` in the config file stays there for every scheduled run.
-            let note = "This destination already has a cursor here: since only sets where the \
-                        first run starts, so it is ignored. To read older leads again, run with \
-                        --full-refresh.";
+            let note = "--since is earlier than where this destination's cursor reads from: \
+                        incremental runs go on from the cursor. To read older leads again, run \
+                        with --full-refresh.";
             if self.cfg.since_given {
                 tracing::warn!(scope, "{note}");
             } else {
-                tracing::info!(scope, "{note}");
+                tracing::debug!(scope, "{note}");
             }
         }
         tracing::info!(

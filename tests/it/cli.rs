@@ -735,8 +735,6 @@ fn a_destination_exports_one_api_unless_a_full_refresh_moves_it() {
         run.stderr
     );
     assert_eq!(sqlite_lead_ids(&path).len(), 300, "nothing written");
-    // Only a full refresh of everything moves it.
-    sync(&second, &dest, &["--full-refresh", "--tables", "leads"]).assert_code(2);
     // A move that reads nothing (the first answer is an error) leaves the binding alone.
     second.update(|c| c.faults = FaultPlan::always(FaultKind::NotFound).on(FaultEndpoint::Leads));
     sync(&second, &dest, &["--full-refresh"]).assert_code(1);
@@ -814,4 +812,42 @@ fn jobs_and_check_read_the_sync_config_file() {
     );
     run.assert_code(0);
     assert!(run.stdout.contains("subscription"), "{}", run.stdout);
+}
+
+#[test]
+fn json_prints_one_record_for_a_configuration_error_and_a_file_that_is_no_database() {
+    let sim = sim(10);
+    let t = TestDir::new();
+    let (dest, _) = t.sqlite();
+    // No key: exit 2, and with --json one FAILED record naming the variable.
+    let run = Run::from_output(
+        command()
+            .args([
+                "sync",
+                "--json",
+                "--dest",
+                &dest,
+                "--base-url",
+                &sim.base_url(),
+            ])
+            .output()
+            .unwrap(),
+    );
+    run.assert_code(2);
+    let record = run.job();
+    assert_eq!(record["status"], "FAILED");
+    assert_eq!(record["error_details"]["kind"], "configuration");
+    assert!(record["tables"]["leads"].is_object(), "{record}");
+    assert!(record["error"].as_str().unwrap().contains("CTGO_API_KEY"));
+    // A file that is not a database: a usage error, the file untouched.
+    let other = t.path("notes.db");
+    std::fs::write(&other, "my notes").unwrap();
+    let run = sync(&sim, &format!("sqlite:{}", other.display()), &[]);
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains("not an SQLite database"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(std::fs::read_to_string(&other).unwrap(), "my notes");
 }

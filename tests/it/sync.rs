@@ -232,8 +232,8 @@ fn a_stored_cursor_ahead_of_now_is_not_read_from_and_every_lead_is_read_again() 
         )
         .unwrap();
     let late = sim.add_leads_dated(1, now - 1800);
-    // (A --since, which only sets where a scope without a cursor starts, does not apply.)
-    let since = chrono::DateTime::from_timestamp(now - 600, 0)
+    // (With --since, from there.)
+    let since = chrono::DateTime::from_timestamp(now - 3600, 0)
         .unwrap()
         .to_rfc3339();
     let args = ["--tables", "leads", "--since", since.as_str()];
@@ -248,6 +248,33 @@ fn a_stored_cursor_ahead_of_now_is_not_read_from_and_every_lead_is_read_again() 
         cursor < chrono::Utc::now().timestamp_millis() - 60_000,
         "stored lower"
     );
+}
+
+#[test]
+fn since_is_a_floor_for_later_runs_too() {
+    // The lookback reaches back before --since on the second run: leads discovered before it
+    // must not come in then either.
+    let sim = sim(1_000);
+    let t = TestDir::new();
+    let (dest, path) = t.sqlite();
+    let ids = expected_ids(&sim);
+    let mid = sim.lead_json(ids[ids.len() / 2]).unwrap()["discoveredAt"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let args = ["--tables", "leads", "--since", mid.as_str()];
+    let first = sync_ok(&sim, &dest, &args);
+    let second = sync_ok(&sim, &dest, &args);
+    assert_eq!(leads_counts(&second), (0, 0, 0, 0), "{second}");
+    let before = query_i64(
+        &path,
+        &format!(
+            "SELECT count(*) FROM leads WHERE discovered_at < '{}'",
+            mid.replace('Z', ".000Z")
+        ),
+    );
+    assert_eq!(before, 0, "nothing before --since");
+    assert!(leads_counts(&first).0 > 0);
 }
 
 #[test]
