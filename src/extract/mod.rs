@@ -174,28 +174,26 @@ pub async fn run_sync(cfg: JobConfig, cancel: Cancel) -> Result<JobOutcome, Dest
         );
     }
 
-    // One destination, one API. A full refresh of everything may move it to another: it reads
-    // as if no cursor existed, and the move is committed with its end.
+    // One destination, one API. A full refresh may move it to another: it reads as if no
+    // cursor existed; the move is staged with its first page and finished with its end.
     let source = source_url(&cfg);
     let binding = dest
         .state()
         .source_binding(source)
         .map_err(DestError::sql("reading the destination's state"))?;
-    // A full refresh reads all it covers: the leads of the old API it does not return are
-    // then marked deleted (of the streams and tables it covers; a later full refresh of more
-    // marks the rest).
-    let refreshes_all = cfg.full_refresh;
+    // (The old API's leads that the new one does not return are marked deleted for the
+    // streams and tables the full refresh covers; a later full refresh of more marks the rest.)
     let moving = match &binding {
         dest::Binding::Same | dest::Binding::Unbound => false,
-        dest::Binding::Other(bound) if refreshes_all => {
+        dest::Binding::Other(bound) if cfg.full_refresh => {
             tracing::warn!(
                 from = bound,
                 to = source,
-                "Moving this destination to another API: this full refresh reads all of it."
+                "Moving this destination to another API: this full refresh reads it whole."
             );
             true
         }
-        dest::Binding::Unfinished if refreshes_all => true,
+        dest::Binding::Unfinished if cfg.full_refresh => true,
         dest::Binding::Unfinished => {
             return Err(DestError::Mismatch {
                 dest: dest.describe(),
@@ -1167,7 +1165,7 @@ fn write_leads(
     // The destination is bound to the API with the first page (not before: a job that reads
     // nothing, a mistyped URL say, must leave the binding alone).
     let job_id = job.id.clone();
-    let mut stage_move = |dest: &mut dyn Destination| -> Result<(), DestError> {
+    let mut stage_binding = |dest: &mut dyn Destination| -> Result<(), DestError> {
         bind.take().map_or(Ok(()), |b| b.stage(dest, &job_id))
     };
     let mut max_cursor = cursor;
@@ -1217,7 +1215,7 @@ fn write_leads(
                 {
                     progress.set_length(t);
                 }
-                stage_move(dest)?;
+                stage_binding(dest)?;
                 let out = dedup::stage_mapped(dest, table, mapped, &ctx, full)?;
                 max_cursor = max_cursor.max(out.max_cursor_ms);
                 newest_read = newest_read.max(out.max_cursor_ms);
@@ -1243,7 +1241,7 @@ fn write_leads(
                 return Err(e);
             }
             Msg::Done { pages, early: None } => {
-                stage_move(dest)?;
+                stage_binding(dest)?;
                 // The cursor may not pass the export's start (less the API's clock lag). A lead
                 // the API shows while the export runs may be dated up to the lookback before
                 // that start, on a page already read (oldest first, a long export); the next run
