@@ -251,33 +251,6 @@ fn a_stored_cursor_ahead_of_now_is_not_read_from_and_every_lead_is_read_again() 
 }
 
 #[test]
-fn since_is_a_floor_for_later_runs_too() {
-    // The lookback reaches back before --since on the second run: leads discovered before it
-    // must not come in then either.
-    let sim = sim(1_000);
-    let t = TestDir::new();
-    let (dest, path) = t.sqlite();
-    let ids = expected_ids(&sim);
-    let mid = sim.lead_json(ids[ids.len() / 2]).unwrap()["discoveredAt"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let args = ["--tables", "leads", "--since", mid.as_str()];
-    let first = sync_ok(&sim, &dest, &args);
-    let second = sync_ok(&sim, &dest, &args);
-    assert_eq!(leads_counts(&second), (0, 0, 0, 0), "{second}");
-    let before = query_i64(
-        &path,
-        &format!(
-            "SELECT count(*) FROM leads WHERE discovered_at < '{}'",
-            mid.replace('Z', ".000Z")
-        ),
-    );
-    assert_eq!(before, 0, "nothing before --since");
-    assert!(leads_counts(&first).0 > 0);
-}
-
-#[test]
 fn requests_ahead_cost_at_most_one_page_more_than_needed() {
     // 1,000 leads in pages of 100: ten pages. Two requests overlap once pages come back full;
     // the one past the end is dropped, or answered empty.
@@ -518,7 +491,7 @@ fn stream_filter_uses_the_per_stream_endpoint() {
 }
 
 #[test]
-fn since_sets_the_first_runs_start() {
+fn since_sets_the_first_runs_start_and_is_a_floor_for_later_runs() {
     let sim = sim(400);
     let t = TestDir::new();
     let (dest, path) = t.sqlite();
@@ -527,16 +500,17 @@ fn since_sets_the_first_runs_start() {
         .as_str()
         .unwrap()
         .to_string();
-    sync_ok(&sim, &dest, &["--since", &mid, "--tables", "leads"]);
+    let args = ["--since", mid.as_str(), "--tables", "leads"];
+    sync_ok(&sim, &dest, &args);
     let n = query_i64(&path, "SELECT count(*) FROM leads") as usize;
     assert!(n > 0 && n < ids.len(), "{n} of {}", ids.len());
-    assert_eq!(
-        query_i64(
-            &path,
-            &format!("SELECT count(*) FROM leads WHERE discovered_at < '{mid}'")
-        ),
-        0
-    );
+    let before_since = format!("SELECT count(*) FROM leads WHERE discovered_at < '{mid}'");
+    assert_eq!(query_i64(&path, &before_since), 0);
+    // The second run's lookback reaches back before --since: leads discovered before it must
+    // not come in then either.
+    let second = sync_ok(&sim, &dest, &args);
+    assert_eq!(leads_counts(&second), (0, 0, 0, 0), "{second}");
+    assert_eq!(query_i64(&path, &before_since), 0, "nothing before --since");
 }
 
 #[test]
