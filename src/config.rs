@@ -185,6 +185,11 @@ pub struct FileConfig {
 }
 
 impl FileConfig {
+    /// The file of `--config` if one is given, else an empty one.
+    pub fn load_given(path: Option<&Path>) -> Result<FileConfig, ConfigError> {
+        path.map_or_else(|| Ok(FileConfig::default()), FileConfig::load)
+    }
+
     /// Read the file. Relative paths in it (`dest`, `api_key_file`) are taken from the
     /// working directory, as on the command line: a scheduled job should give absolute ones.
     pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -228,10 +233,7 @@ impl JobConfig {
     /// `env_key` is the value of `CTGO_API_KEY`, passed in so tests need not touch the process
     /// environment.
     pub fn resolve(args: &SyncArgs, env_key: Option<String>) -> Result<JobConfig, ConfigError> {
-        let file = match &args.config {
-            Some(p) => FileConfig::load(p)?,
-            None => FileConfig::default(),
-        };
+        let file = FileConfig::load_given(args.config.as_deref())?;
         let dest = args
             .dest
             .clone()

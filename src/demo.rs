@@ -1,7 +1,7 @@
 //! `ctgo-export demo`: the built-in simulator, exported into `./ctgo-demo/leads.db`, then a
 //! second, incremental export after the simulated API changed; no key and no network needed.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context;
 
@@ -109,32 +109,38 @@ fn prepare_out(out: &Path) -> anyhow::Result<()> {
                 continue;
             }
             // Locked first, so that no job changes it between the check and the removal.
-            let lock = match dest {
-                DestSpec::Sqlite(p) => PathBuf::from(format!("{}.lock", p.display())),
-                DestSpec::Parquet(d) | DestSpec::Csv(d) => d.join(crate::dest::files::LOCK_FILE),
-            };
+            let lock = crate::dest::lock_path(dest);
             locks.push(crate::dest::DestLock::acquire(&lock, &dest.to_string())?);
             // A demo's destination records the simulator it exported (with its first page),
             // or, cut short before that, holds nothing: anything else is not a demo's to
             // remove.
             let state = crate::dest::state_path(dest);
-            let demo_made = if state.exists() {
-                let store = crate::dest::StateStore::open_read_only(&state)
-                    .with_context(|| format!("reading {}", state.display()))?;
-                match store.bound_source()? {
+            let store = if state.exists() {
+                Some(
+                    crate::dest::StateStore::open_read_only(&state)
+                        .with_context(|| format!("reading {}", state.display()))?,
+                )
+            } else {
+                None
+            };
+            let demo_made = match &store {
+                Some(store) => match store.bound_source()? {
                     Some(s) => reqwest::Url::parse(&s).is_ok_and(|u| api::is_loopback(&u)),
                     None => store.holds_nothing()?,
-                }
-            } else {
-                true
+                },
+                None => true,
             };
             if !demo_made {
                 return Err(ConfigError::DemoOut(out.to_path_buf()).into());
             }
-            if matches!(dest, DestSpec::Parquet(_) | DestSpec::Csv(_))
-                && !only_its_own_files(path, &state)?
-            {
-                return Err(ConfigError::DemoOut(out.to_path_buf()).into());
+            if matches!(dest, DestSpec::Parquet(_) | DestSpec::Csv(_)) {
+                let recorded = match &store {
+                    Some(store) => store.recorded_files()?.into_iter().collect(),
+                    None => Default::default(),
+                };
+                if !only_its_own_files(path, &recorded)? {
+                    return Err(ConfigError::DemoOut(out.to_path_buf()).into());
+                }
             }
         }
         eprintln!("Replacing the previous demo in {}.", out.display());
@@ -157,20 +163,14 @@ fn prepare_out(out: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))
 }
 
-/// Whether the files destination `dir` holds nothing but what its state (`state`) records:
-/// its state and lock files, and in its table directories the files it wrote (or was
-/// writing). Anything a user put there keeps the demo from removing it.
-fn only_its_own_files(dir: &Path, state: &Path) -> anyhow::Result<bool> {
+/// Whether the files destination `dir` holds nothing but its state and lock files and, in its
+/// table directories, the files its state records (`recorded`, `leads/part-….parquet`) or was
+/// writing. Anything a user put there keeps the demo from removing it.
+fn only_its_own_files(
+    dir: &Path,
+    recorded: &std::collections::HashSet<String>,
+) -> anyhow::Result<bool> {
     use crate::dest::{STATE_FILE, files};
-    let recorded: std::collections::HashSet<String> = if state.exists() {
-        crate::dest::StateStore::open_read_only(state)
-            .and_then(|s| s.recorded_files())
-            .with_context(|| format!("reading {}", state.display()))?
-            .into_iter()
-            .collect()
-    } else {
-        Default::default()
-    };
     let own_root = [
         STATE_FILE.to_string(),
         format!("{STATE_FILE}-wal"),

@@ -259,18 +259,10 @@ fn print_unstarted_job(source_id: Uuid, tables: &[Table], error: &str, kind: &st
 /// How much of a job's error the `jobs` table shows.
 const JOBS_ERROR_CHARS: usize = 100;
 
-/// The config file of `--config`, or an empty one.
-fn config_file(path: &Option<std::path::PathBuf>) -> Result<config::FileConfig, ConfigError> {
-    match path {
-        Some(p) => config::FileConfig::load(p),
-        None => Ok(config::FileConfig::default()),
-    }
-}
-
 fn jobs(args: JobsArgs) -> anyhow::Result<i32> {
     let dest = match args.dest.clone() {
         Some(d) => d,
-        None => config_file(&args.config)?
+        None => config::FileConfig::load_given(args.config.as_deref())?
             .dest
             .ok_or(ConfigError::MissingDest)?,
     };
@@ -322,7 +314,7 @@ fn jobs(args: JobsArgs) -> anyhow::Result<i32> {
 }
 
 async fn check(args: CheckArgs) -> anyhow::Result<i32> {
-    let file = config_file(&args.config)?;
+    let file = config::FileConfig::load_given(args.config.as_deref())?;
     let base_url = config::resolve_base_url(args.base_url.clone().or(file.base_url))?;
     let timeout = config::resolve_timeout(args.timeout.clone().or(file.timeout))?;
     let key = config::resolve_key(

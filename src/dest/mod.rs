@@ -61,13 +61,7 @@ impl DestError {
         let (dest, path) = (spec.to_string(), path.display().to_string());
         move |e| match e {
             state::KindError::Other(other) => {
-                // Where a destination of that kind would be named: an SQLite file is its
-                // store; a files destination is the directory of `.ctgo-state.db`.
-                let store = Path::new(&path);
-                let place = match (other.as_str(), store.parent()) {
-                    ("sqlite", _) | (_, None) => path.clone(),
-                    (_, Some(dir)) => dir.display().to_string(),
-                };
+                let place = dest_place(&other, Path::new(&path));
                 DestError::Mismatch {
                     reason: format!(
                         "it holds the state of a {other} destination ({path}). A destination \
@@ -233,16 +227,35 @@ pub fn kind_hint(state: &Path) -> String {
     let kind = sqlite
         .then(|| StateStore::open_read_only(state).ok()?.dest_kind().ok()?)
         .flatten();
-    let place = match (kind.as_deref(), state.parent()) {
-        (Some("sqlite") | None, _) | (_, None) => state.display().to_string(),
-        (Some(_), Some(dir)) => dir.display().to_string(),
-    };
     match kind {
-        Some(kind) => format!(" (a {kind} destination: use --dest {kind}:{place})"),
+        Some(kind) => format!(
+            " (a {kind} destination: use --dest {kind}:{})",
+            dest_place(&kind, state)
+        ),
         None if sqlite && state.file_name().is_some_and(|n| n != STATE_FILE) => {
-            format!(" (an SQLite database: use --dest sqlite:{place})")
+            format!(
+                " (an SQLite database: use --dest sqlite:{})",
+                state.display()
+            )
         }
         None => String::new(),
+    }
+}
+
+/// Where a destination of `kind` whose state store is `state` is named in `--dest`: an SQLite
+/// destination is its store; a files destination is the directory of `.ctgo-state.db`.
+fn dest_place(kind: &str, state: &Path) -> String {
+    match (kind, state.parent()) {
+        ("sqlite", _) | (_, None) => state.display().to_string(),
+        (_, Some(dir)) => dir.display().to_string(),
+    }
+}
+
+/// Where a destination's one-job-at-a-time lock lives.
+pub fn lock_path(spec: &DestSpec) -> PathBuf {
+    match spec {
+        DestSpec::Sqlite(p) => sqlite::lock_path(p),
+        DestSpec::Parquet(dir) | DestSpec::Csv(dir) => dir.join(files::LOCK_FILE),
     }
 }
 

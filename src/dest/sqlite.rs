@@ -26,6 +26,13 @@ pub struct SqliteDest {
     _lock: DestLock,
 }
 
+/// The lock file of the database `path`: named after the file itself, not the name given for
+/// it, so that two names of one database (a symlink) take one lock.
+pub fn lock_path(path: &Path) -> PathBuf {
+    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    PathBuf::from(format!("{}.lock", real.display()))
+}
+
 impl SqliteDest {
     pub fn open(path: &Path) -> Result<SqliteDest, DestError> {
         // A file of something else (an empty one is a new database).
@@ -53,11 +60,7 @@ impl SqliteDest {
                 .map_err(DestError::io(format!("creating {}", parent.display())))?;
         }
         let dest = format!("sqlite:{}", path.display());
-        // Named after the file itself, not the name given for it: two names of one database
-        // (a symlink) must take one lock.
-        let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-        let lock_path = PathBuf::from(format!("{}.lock", real.display()));
-        let lock = DestLock::acquire(&lock_path, &dest)?;
+        let lock = DestLock::acquire(&lock_path(path), &dest)?;
         let mut store = StateStore::open(path)
             .map_err(DestError::sql(format!("opening {}", path.display())))?;
         store

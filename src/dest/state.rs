@@ -235,45 +235,46 @@ impl StateStore {
         }
     }
 
+    /// A value of the store's own facts (`_ctgo_meta`: layout version, kind, API).
+    fn meta(&self, key: &str) -> rusqlite::Result<Option<String>> {
+        self.conn
+            .query_row("SELECT value FROM _ctgo_meta WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
+            .optional()
+    }
+
+    /// Set a value of [`Self::meta`] (in the open transaction, if any).
+    fn set_meta(&self, key: &str, value: &str) -> rusqlite::Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO _ctgo_meta(key, value) VALUES (?1, ?2)",
+            [key, value],
+        )?;
+        Ok(())
+    }
+
     /// Which API (`source`, the base URL) the store holds an export of. Cursors and dedup
     /// state of one API would make an export of another skip leads (its cursor) and mark the
     /// first API's leads deleted (a full refresh).
     pub fn source_binding(&self, source: &str) -> rusqlite::Result<Binding> {
-        let meta = |key: &str| -> rusqlite::Result<Option<String>> {
-            self.conn
-                .query_row("SELECT value FROM _ctgo_meta WHERE key = ?1", [key], |r| {
-                    r.get(0)
-                })
-                .optional()
-        };
-        Ok(match meta("source")? {
+        Ok(match self.bound_source()? {
             None => Binding::Unbound,
             Some(b) if b != source => Binding::Other(b),
-            Some(_) if meta("move_pending")?.is_some() => Binding::Unfinished,
+            Some(_) if self.meta("move_pending")?.is_some() => Binding::Unfinished,
             Some(_) => Binding::Same,
         })
     }
 
     /// The API the store holds an export of, if one is recorded.
     pub fn bound_source(&self) -> rusqlite::Result<Option<String>> {
-        self.conn
-            .query_row(
-                "SELECT value FROM _ctgo_meta WHERE key = 'source'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()
+        self.meta("source")
     }
 
     /// Stage `source` as the store's API (a store that had none), with the first page a job
     /// commits: a job that reads nothing (a mistyped URL) must not bind it.
     pub fn stage_bind(&mut self, source: &str) -> rusqlite::Result<()> {
         self.begin()?;
-        self.conn.execute(
-            "INSERT OR REPLACE INTO _ctgo_meta(key, value) VALUES ('source', ?1)",
-            [source],
-        )?;
-        Ok(())
+        self.set_meta("source", source)
     }
 
     /// Stage the start of a move to another API, with the first page the moving full refresh
@@ -284,11 +285,8 @@ impl StateStore {
         self.begin()?;
         self.conn
             .execute("DELETE FROM _ctgo_cursor WHERE job_id <> ?1", [job_id])?;
-        self.conn.execute(
-            "INSERT OR REPLACE INTO _ctgo_meta(key, value) VALUES ('source', ?1), ('move_pending', '1')",
-            [source],
-        )?;
-        Ok(())
+        self.set_meta("source", source)?;
+        self.set_meta("move_pending", "1")
     }
 
     /// Stage the end of a move: a full refresh read all of the new API.
@@ -302,13 +300,7 @@ impl StateStore {
     /// Which kind of destination (`sqlite`, `parquet`, `csv`) this store belongs to, recorded
     /// by the first job; `None` for a store from before the kind was recorded.
     pub fn dest_kind(&self) -> rusqlite::Result<Option<String>> {
-        self.conn
-            .query_row(
-                "SELECT value FROM _ctgo_meta WHERE key = 'dest_kind'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()
+        self.meta("dest_kind")
     }
 
     /// Record `kind` as this store's destination kind, or refuse if it belongs to another
@@ -320,10 +312,7 @@ impl StateStore {
             // A store from before the kind was recorded: told by what it holds, or new.
             None => {
                 let k = self.legacy_kind()?.unwrap_or(kind).to_string();
-                self.conn.execute(
-                    "INSERT OR IGNORE INTO _ctgo_meta(key, value) VALUES ('dest_kind', ?1)",
-                    [&k],
-                )?;
+                self.set_meta("dest_kind", &k)?;
                 k
             }
         };
