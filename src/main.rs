@@ -107,10 +107,9 @@ fn error_text(err: &anyhow::Error) -> String {
 fn exit_code_for(err: &anyhow::Error) -> i32 {
     for cause in err.chain() {
         if cause.downcast_ref::<ConfigError>().is_some()
-            || matches!(
-                cause.downcast_ref::<DestError>(),
-                Some(DestError::Missing { .. } | DestError::Mismatch { .. })
-            )
+            || cause
+                .downcast_ref::<DestError>()
+                .is_some_and(DestError::is_usage)
         {
             return exit::USAGE;
         }
@@ -190,7 +189,7 @@ async fn sync(args: SyncArgs) -> anyhow::Result<i32> {
             if json {
                 let kind = match &e {
                     DestError::Busy { .. } => "busy",
-                    DestError::Mismatch { .. } | DestError::Missing { .. } => "configuration",
+                    e if e.is_usage() => "configuration",
                     _ => "destination",
                 };
                 print_unstarted_job(source_id, &tables, &e.to_string(), kind);
@@ -201,7 +200,7 @@ async fn sync(args: SyncArgs) -> anyhow::Result<i32> {
                     Ok(exit::FAILED)
                 }
                 // A refusal says all it has to say.
-                e @ (DestError::Mismatch { .. } | DestError::Missing { .. }) => Err(e.into()),
+                e if e.is_usage() => Err(e.into()),
                 e => Err(e).context("the destination failed"),
             };
         }

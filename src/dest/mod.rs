@@ -56,6 +56,12 @@ pub enum DestError {
 }
 
 impl DestError {
+    /// A destination that is not there, or not one this job may use: the user's to fix, not a
+    /// failure of the job (exit 2).
+    pub fn is_usage(&self) -> bool {
+        matches!(self, DestError::Missing { .. } | DestError::Mismatch { .. })
+    }
+
     /// `spec`'s state store belongs to another kind of destination, or could not be read.
     pub fn kind(spec: &str, path: &Path) -> impl FnOnce(state::KindError) -> DestError {
         let (dest, path) = (spec.to_string(), path.display().to_string());
