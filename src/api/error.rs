@@ -23,7 +23,7 @@ pub enum ApiError {
     )]
     Unauthorized { endpoint: String },
     /// 403: subscription required or budget exhausted.
-    #[error("the API refused access to {endpoint} (403 Forbidden, code `{}`): a subscription is required or the budget is exhausted; check the account's plan{}", .code.as_deref().unwrap_or("none"), message_suffix(.message))]
+    #[error("the API refused access to {endpoint} (403 Forbidden{}): {}{}", code_suffix(.code), forbidden_hint(.code), message_suffix(.message))]
     Forbidden {
         endpoint: String,
         code: Option<String>,
@@ -67,9 +67,7 @@ pub enum ApiError {
         message: String,
     },
     /// 429 (rate limited) again and again, or a `Retry-After` longer than we are willing to wait.
-    #[error(
-        "the API kept answering 429 (rate limited) for {endpoint}: {waits} waits in a row, last `Retry-After` {last_wait_secs} s; another client may share the key, or lower --requests-per-minute; try again later"
-    )]
+    #[error("{}", rate_limited_text(.endpoint, *.waits, *.last_wait_secs))]
     RateLimitedTooLong {
         endpoint: String,
         waits: u32,
@@ -106,6 +104,34 @@ fn code_suffix(code: &Option<String>) -> String {
     match code {
         Some(c) => format!(", code `{c}`"),
         None => String::new(),
+    }
+}
+
+/// What a 403 calls for: the API's codes name the account's plan or budget; without a code
+/// the answer may not be the API's at all.
+fn forbidden_hint(code: &Option<String>) -> &'static str {
+    match code {
+        Some(_) => {
+            "a subscription is required or the budget is exhausted; check the account's plan"
+        }
+        None => {
+            "the answer has no error code of the API's: check the account's plan, and whether a \
+             proxy or firewall between this machine and the API refuses the request"
+        }
+    }
+}
+
+fn rate_limited_text(endpoint: &str, waits: u32, last_wait_secs: u64) -> String {
+    let max = super::retry::DEFAULT_MAX_RETRY_AFTER.as_secs();
+    if last_wait_secs > max {
+        format!(
+            "the API asked to wait {last_wait_secs} s before the next request to {endpoint} (429, `Retry-After`), longer than the {} minutes a job waits: run it again after that",
+            max / 60
+        )
+    } else {
+        format!(
+            "the API kept answering 429 (rate limited) for {endpoint}: {waits} waits in a row, last `Retry-After` {last_wait_secs} s; another client may share the key, or lower --requests-per-minute; try again later"
+        )
     }
 }
 

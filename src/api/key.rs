@@ -20,6 +20,37 @@ pub const KEY_LEN: usize = 45;
 /// What a key prints as, everywhere.
 pub const REDACTED_KEY: &str = "ctgo_****";
 
+/// `text` with anything shaped like a key (`ctgo_` and at least 32 more visible characters,
+/// quotes and backslashes aside) shown as [`REDACTED_KEY`]: for text that may quote a key the
+/// exporter does not hold, such as a config file's line where a key was pasted by mistake.
+pub fn scrub_key_like(text: &str) -> std::borrow::Cow<'_, str> {
+    const MIN_TAIL: usize = 32;
+    let key_char = |b: &u8| b.is_ascii_graphic() && !matches!(b, b'"' | b'\'' | b'\\' | b'`');
+    if !text.contains(KEY_PREFIX) {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(KEY_PREFIX) {
+        let after = &rest[at + KEY_PREFIX.len()..];
+        let tail = after
+            .bytes()
+            .take(KEY_LEN - KEY_PREFIX.len())
+            .take_while(key_char)
+            .count();
+        if tail >= MIN_TAIL {
+            out.push_str(&rest[..at]);
+            out.push_str(REDACTED_KEY);
+            rest = &after[tail..];
+        } else {
+            out.push_str(&rest[..at + KEY_PREFIX.len()]);
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out.into()
+}
+
 /// A well-formed key (`ctgo_` + 40 more visible ASCII characters). `Debug` and `Display` print
 /// `ctgo_****`.
 #[derive(Clone, PartialEq, Eq)]

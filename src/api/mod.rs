@@ -45,6 +45,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_RETRIES: u32 = 8;
 /// The documented default page size of the leads endpoints (sent when `limit` is 0).
 pub const DEFAULT_LEADS_LIMIT: u32 = 100;
+/// The documented default page size of the runs endpoints.
+pub const DEFAULT_RUNS_LIMIT: u32 = 30;
 /// The page size used after the API refused a larger one with 400 (contract open point 5).
 pub const FALLBACK_LEADS_LIMIT: u32 = 100;
 /// How much of an unexpected body an error shows.
@@ -111,30 +113,143 @@ impl Records {
 impl LeadsPage {
     /// A `/leads` answer, asked with `limit`; why not, in the API's terms.
     pub fn parse(body: &[u8], limit: u32) -> Result<LeadsPage, String> {
-        let expected = |e: &dyn std::fmt::Display| {
-            format!("expected {{\"leads\": [...], \"total\": n, \"hasMore\": b}} ({e})")
-        };
-        let text = std::str::from_utf8(body).map_err(|e| expected(&e))?;
-        let env: LeadsEnvelope<'_> = serde_json::from_str(text).map_err(|e| expected(&e))?;
-        // Where each record is in the page's text: its address less the text's.
-        let base = text.as_ptr() as usize;
-        let spans = env
-            .leads
-            .iter()
-            .map(|r| {
-                let start = r.get().as_ptr() as usize - base;
-                start..start + r.get().len()
+        parse_forgiving(body, "leads page", |text| {
+            let env: LeadsEnvelope<'_> = serde_json::from_str(text).map_err(|e| {
+                format!("expected {{\"leads\": [...], \"total\": n, \"hasMore\": b}} ({e})")
+            })?;
+            // Where each record is in the page's text: its address less the text's.
+            let base = text.as_ptr() as usize;
+            let spans = env
+                .leads
+                .iter()
+                .map(|r| {
+                    let start = r.get().as_ptr() as usize - base;
+                    start..start + r.get().len()
+                })
+                .collect();
+            Ok(LeadsPage {
+                records: Records {
+                    text: text.into(),
+                    spans,
+                },
+                total: env.total.as_ref().and_then(count),
+                has_more: env.has_more.as_ref().and_then(flag),
+                limit_used: limit,
             })
-            .collect();
-        Ok(LeadsPage {
-            records: Records {
-                text: text.into(),
-                spans,
-            },
-            total: env.total.as_ref().and_then(|v| v.as_u64()),
-            has_more: env.has_more.as_ref().and_then(|v| v.as_bool()),
-            limit_used: limit,
         })
+    }
+}
+
+/// Parse a body with `parse`, forgiving what does not change its meaning: a UTF-8 byte order
+/// mark before the JSON; bytes that are not UTF-8 (each becomes U+FFFD, as a lone surrogate
+/// does); raw control characters inside strings (escaped, as JSON wants them). Otherwise one
+/// bad byte in one lead's bio would stop every export at that page, run after run. The
+/// repaired text is parsed only after the body as sent failed, and the repair is logged.
+fn parse_forgiving<T>(
+    body: &[u8],
+    what: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<T, String> {
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    // Borrowed (no copy) when the body is UTF-8, as it nearly always is.
+    let text = String::from_utf8_lossy(body);
+    let not_utf8 = matches!(text, std::borrow::Cow::Owned(_));
+    let err = match parse(&text) {
+        Ok(v) => {
+            if not_utf8 {
+                tracing::warn!(
+                    what,
+                    "A {what} held bytes that are not UTF-8; each was read as U+FFFD."
+                );
+            }
+            return Ok(v);
+        }
+        Err(e) => e,
+    };
+    let Some(escaped) = escape_controls_in_strings(&text) else {
+        return Err(err);
+    };
+    match parse(&escaped) {
+        Ok(v) => {
+            tracing::warn!(
+                what,
+                not_utf8,
+                "A {what} held raw control characters inside strings (JSON wants them escaped); \
+                 read them as if escaped."
+            );
+            Ok(v)
+        }
+        Err(_) => Err(err),
+    }
+}
+
+/// `text` with every raw control character inside a JSON string escaped (`\t`, `\u0000`, ...);
+/// `None` when there is none.
+fn escape_controls_in_strings(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let (mut in_string, mut escaped) = (false, false);
+    let mut out: Option<Vec<u8>> = None;
+    for (i, &b) in bytes.iter().enumerate() {
+        let raw_control = in_string && !escaped && b < 0x20;
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+        } else if b == b'"' {
+            in_string = true;
+        }
+        if raw_control {
+            let out = out.get_or_insert_with(|| {
+                let mut v = Vec::with_capacity(bytes.len() + 16);
+                v.extend_from_slice(&bytes[..i]);
+                v
+            });
+            match b {
+                b'\n' => out.extend_from_slice(b"\\n"),
+                b'\r' => out.extend_from_slice(b"\\r"),
+                b'\t' => out.extend_from_slice(b"\\t"),
+                _ => out.extend_from_slice(format!("\\u{b:04x}").as_bytes()),
+            }
+        } else if let Some(out) = out.as_mut() {
+            out.push(b);
+        }
+    }
+    // Only ASCII bytes were replaced, by ASCII: still UTF-8.
+    out.map(|v| String::from_utf8(v).expect("ASCII replaced by ASCII"))
+}
+
+/// `hasMore` as the API may spell it: `true`/`false`, `1`/`0`, or those as strings.
+fn flag(v: &serde_json::Value) -> Option<bool> {
+    match v {
+        serde_json::Value::Bool(b) => Some(*b),
+        serde_json::Value::Number(n) => match n.as_u64() {
+            Some(0) => Some(false),
+            Some(1) => Some(true),
+            _ => None,
+        },
+        serde_json::Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" => Some(true),
+            "false" | "0" => Some(false),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// `total` as the API may spell it: a whole number, `47.0`, or `"47"`.
+fn count(v: &serde_json::Value) -> Option<u64> {
+    match v {
+        serde_json::Value::Number(n) => n.as_u64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < 9.0e15)
+                .map(|f| f as u64)
+        }),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
     }
 }
 
@@ -160,6 +275,7 @@ pub struct RunsQuery {
 #[derive(Debug)]
 pub struct RunsPage {
     pub records: Vec<Box<RawValue>>,
+    pub total: Option<u64>,
     pub has_more: Option<bool>,
 }
 
@@ -229,6 +345,8 @@ struct LeadsEnvelope<'a> {
 #[derive(Deserialize)]
 struct RunsEnvelope {
     runs: Vec<Box<RawValue>>,
+    #[serde(default)]
+    total: Option<serde_json::Value>,
     #[serde(default, rename = "hasMore")]
     has_more: Option<serde_json::Value>,
 }
@@ -332,11 +450,14 @@ impl ApiClient {
             }
         }
         self.get(&endpoint, url, "runs page", |body| {
-            let env: RunsEnvelope = serde_json::from_slice(body)
-                .map_err(|e| format!("expected {{\"runs\": [...]}} ({e})"))?;
-            Ok(RunsPage {
-                records: env.runs,
-                has_more: env.has_more.as_ref().and_then(|v| v.as_bool()),
+            parse_forgiving(body, "runs page", |text| {
+                let env: RunsEnvelope = serde_json::from_str(text)
+                    .map_err(|e| format!("expected {{\"runs\": [...]}} ({e})"))?;
+                Ok(RunsPage {
+                    records: env.runs,
+                    total: env.total.as_ref().and_then(count),
+                    has_more: env.has_more.as_ref().and_then(flag),
+                })
             })
         })
         .await
@@ -345,36 +466,34 @@ impl ApiClient {
     /// `GET /streams`, as JSON values (shape open: `{"streams": [...]}`, or a bare array).
     pub async fn streams(&self) -> Result<Vec<serde_json::Value>, ApiError> {
         let (endpoint, url) = self.url("/streams");
-        self.get(
-            &endpoint,
-            url,
-            "streams list",
-            |body| match serde_json::from_slice::<serde_json::Value>(body) {
-                Ok(serde_json::Value::Object(mut o)) => match o.remove("streams") {
-                    Some(serde_json::Value::Array(a)) => Ok(a),
-                    _ => Err("expected {\"streams\": [...]}".to_string()),
-                },
-                Ok(serde_json::Value::Array(a)) => Ok(a),
-                Ok(_) => Err("expected {\"streams\": [...]}".to_string()),
-                Err(e) => Err(format!("not JSON ({e})")),
-            },
-        )
+        self.get(&endpoint, url, "streams list", |body| {
+            parse_forgiving(body, "streams list", |text| {
+                match serde_json::from_str::<serde_json::Value>(text) {
+                    Ok(serde_json::Value::Object(mut o)) => match o.remove("streams") {
+                        Some(serde_json::Value::Array(a)) => Ok(a),
+                        _ => Err("expected {\"streams\": [...]}".to_string()),
+                    },
+                    Ok(serde_json::Value::Array(a)) => Ok(a),
+                    Ok(_) => Err("expected {\"streams\": [...]}".to_string()),
+                    Err(e) => Err(format!("not JSON ({e})")),
+                }
+            })
+        })
         .await
     }
 
     /// `GET /me`, as returned.
     pub async fn me(&self) -> Result<serde_json::Value, ApiError> {
         let (endpoint, url) = self.url("/me");
-        self.get(
-            &endpoint,
-            url,
-            "JSON object",
-            |body| match serde_json::from_slice::<serde_json::Value>(body) {
-                Ok(v @ serde_json::Value::Object(_)) => Ok(v),
-                Ok(_) => Err("expected a JSON object".to_string()),
-                Err(e) => Err(format!("not JSON ({e})")),
-            },
-        )
+        self.get(&endpoint, url, "JSON object", |body| {
+            parse_forgiving(body, "JSON object", |text| {
+                match serde_json::from_str::<serde_json::Value>(text) {
+                    Ok(v @ serde_json::Value::Object(_)) => Ok(v),
+                    Ok(_) => Err("expected a JSON object".to_string()),
+                    Err(e) => Err(format!("not JSON ({e})")),
+                }
+            })
+        })
         .await
     }
 
@@ -612,6 +731,14 @@ impl ApiClient {
     /// The start of a body as one line, key redacted. Redacted before it is cut: cut first, a
     /// key across the cut would survive in part.
     fn snippet_text(&self, body: &[u8]) -> String {
+        // The quote starts where the text does: leading blanks are skipped before the window
+        // is taken, or a key behind a long run of them would be cut by the window's end (and
+        // so not redacted) and then quoted once the blanks were trimmed.
+        let start = body
+            .iter()
+            .position(|b| !(b.is_ascii_whitespace() || b.is_ascii_control()))
+            .unwrap_or(body.len());
+        let body = &body[start..];
         // Redacted over far more than is quoted: each key redacted pulls the text after it
         // forward (the mark is shorter than a key), so a window only a little longer than the
         // quote would let a key from past its end slide under the cut half redacted.
@@ -620,7 +747,24 @@ impl ApiClient {
             .chars()
             .map(|c| if c.is_control() { ' ' } else { c })
             .collect();
-        truncate(self.redact(&text).trim(), BODY_SNIPPET_BYTES)
+        let mut text = self.redact(&text);
+        if head.len() < body.len() {
+            self.redact_cut_key(&mut text);
+        }
+        truncate(text.trim(), BODY_SNIPPET_BYTES)
+    }
+
+    /// The start of a key at the very end of `text` (a window cut through it) is redacted too.
+    fn redact_cut_key(&self, text: &mut String) {
+        let key = self.key.expose();
+        let Some(l) = (1..key.len())
+            .rev()
+            .find(|&l| key.is_char_boundary(l) && text.ends_with(&key[..l]))
+        else {
+            return;
+        };
+        text.truncate(text.len() - l);
+        text.push_str(key::REDACTED_KEY);
     }
 
     /// Replace the key wherever it occurs in text that came from outside: as it is, and as a

@@ -637,6 +637,12 @@ async fn the_key_appears_in_no_debug_error_or_log_line() {
             &[],
             &format!("not json: {KEY} {KEY} {}{KEY}", "z".repeat(150)),
         ),
+        // A key behind more blank lines than the redacted window holds, cut by its end.
+        http(
+            "400 Bad Request",
+            &[("Content-Type", "text/html")],
+            &format!("{}{KEY}", "\n".repeat(65_492)),
+        ),
         http(
             "301 Moved Permanently",
             &[("Location", &format!("/{}{KEY}", "y".repeat(185)))],
@@ -648,7 +654,7 @@ async fn the_key_appears_in_no_debug_error_or_log_line() {
     let c = client(&srv.base(), 3);
     let mut texts = vec![format!("{c:?}")];
     c.leads(&leads_q()).await.expect("page after faults");
-    for _ in 0..7 {
+    for _ in 0..8 {
         let err = c.leads(&leads_q()).await.expect_err("error");
         texts.push(err.to_string());
         texts.push(format!("{err:?}"));
@@ -674,6 +680,29 @@ async fn the_key_appears_in_no_debug_error_or_log_line() {
             .any(|t| t.contains("key ctgo_**** is not allowed here")),
         "the echoed key is redacted, not dropped"
     );
+}
+
+#[test]
+fn a_page_with_a_bom_bytes_not_utf8_or_raw_control_characters_is_read_repaired() {
+    let page = |body: &[u8]| LeadsPage::parse(body, 100).expect("read");
+    let p = page(b"\xEF\xBB\xBF{\"leads\":[{\"id\":1}],\"total\":1,\"hasMore\":false}");
+    assert_eq!(p.records.first(), Some(r#"{"id":1}"#));
+    let p = page(b"{\"leads\":[{\"id\":1,\"bio\":\"a\xFFb\"}],\"total\":\"1\",\"hasMore\":0}");
+    assert_eq!(p.records.first(), Some("{\"id\":1,\"bio\":\"a\u{FFFD}b\"}"));
+    assert_eq!((p.total, p.has_more), (Some(1), Some(false)));
+    let p = page(b"{\"leads\":[{\"id\":1,\"bio\":\"a\tb\x00c\\\"\n\"}],\"hasMore\":\"true\"}");
+    assert_eq!(
+        p.records.first(),
+        Some(r#"{"id":1,"bio":"a\tb\u0000c\"\n"}"#)
+    );
+    assert_eq!((p.total, p.has_more), (None, Some(true)));
+    // `hasMore` and `total` the API spells oddly, or not at all.
+    let p = page(br#"{"leads":[],"total":3.0,"hasMore":"maybe"}"#);
+    assert_eq!((p.total, p.has_more), (Some(3), None));
+    // Still refused: not JSON, and a control character outside any string.
+    for bad in [&b"<html>"[..], b"{\"leads\":[]\x00}"] {
+        assert!(LeadsPage::parse(bad, 100).is_err());
+    }
 }
 
 #[test]

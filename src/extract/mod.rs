@@ -773,7 +773,18 @@ impl JobRun<'_> {
                     changed = out.changed(),
                     "Fetched runs page."
                 );
-                if last_page(n, page.has_more, limit) || stream.is_some() {
+                let facts = PageFacts {
+                    n,
+                    limit: match limit {
+                        0 => crate::api::DEFAULT_RUNS_LIMIT,
+                        l => l.min(crate::api::MAX_RUNS_LIMIT),
+                    },
+                    offset,
+                    has_more: page.has_more,
+                    total: page.total,
+                    default_limit: crate::api::DEFAULT_RUNS_LIMIT,
+                };
+                if last_page(facts) || stream.is_some() {
                     break;
                 }
                 if repeats_recent(&mut recent, out.ids.iter().copied()) {
@@ -1007,7 +1018,13 @@ async fn fetch_leads(
     let mut recent: VecDeque<(u64, u64)> = VecDeque::new();
     let mut clock = StageClock::new("fetch");
     let mut pages = 0u64;
-    let mut max_pages: Option<u64> = None;
+    // The most records a page held that was not the last, and the largest `total`: a bound on
+    // the pages however the server pages (a server may serve fewer than asked).
+    let mut page_size: Option<u64> = None;
+    let mut max_total: Option<u64> = None;
+    // Records read, against the first page's `total` (see below).
+    let mut read = 0u64;
+    let mut first_total: Option<u64> = None;
     let mut requests = Prefetch::new(client, q.clone());
     // Why pagination stopped before the end the API announced, if it did.
     let mut early: Option<String> = None;
@@ -1030,12 +1047,11 @@ async fn fetch_leads(
             _ => None,
         };
         let repeated = ends.is_some_and(|e| recent.contains(&e));
-        if max_pages.is_none() {
-            // A bound however the server pages: twice the pages `total` implies, plus slack.
-            max_pages = page.total.map(|t| 2 * t.div_ceil(limit as u64) + 10);
+        if pages == 1 {
+            first_total = page.total;
         }
+        max_total = max_total.max(page.total);
         let has_more = page.has_more;
-        let page_total = page.total;
         tracing::debug!(
             offset = q.offset,
             rows = n,
@@ -1051,15 +1067,31 @@ async fn fetch_leads(
             ));
             break;
         }
-        let end = last_page(n, has_more, limit);
+        let end = last_page(PageFacts {
+            n,
+            limit,
+            offset: q.offset,
+            has_more,
+            total: page.total,
+            default_limit: crate::api::DEFAULT_LEADS_LIMIT,
+        });
+        read += n as u64;
+        if !end {
+            page_size = Some(page_size.map_or(n as u64, |s| s.min(n as u64)).max(1));
+        }
+        // Twice the pages `total` implies at the size the server serves, plus slack.
+        let max_pages = max_total
+            .zip(page_size)
+            .map(|(t, s)| 2 * t.div_ceil(s) + 10);
         let too_many = max_pages.is_some_and(|m| pages >= m);
         if !end && !too_many {
             // The next page is needed anyway: ask now, while this one is handed on. After a
-            // full page, ask one further ahead too, so two requests overlap (the second is
-            // dropped if the next page turns out to be the last).
+            // page as full as the server serves them, ask one further ahead too, so two
+            // requests overlap (the second is dropped if the next page turns out to be the
+            // last).
             let next = q.offset + n as u64;
             requests.ahead(next);
-            if n == limit as usize && max_pages.is_none_or(|m| pages + 1 < m) {
+            if page_size == Some(n as u64) && max_pages.is_none_or(|m| pages + 1 < m) {
                 requests.ahead(next + n as u64);
             }
         }
@@ -1078,12 +1110,28 @@ async fn fetch_leads(
             return Ok(());
         }
         if end {
+            // Read from the start of everything (no `since`), and the API never said where the
+            // end is: fewer records than its own `total` means pages were missed (leads removed
+            // under the listing shift the rest back past the offsets read). Not the end, then:
+            // neither the cursor nor a full refresh's deletions may follow.
+            if q.since.is_none()
+                && has_more.is_none()
+                && let Some(t) = first_total.filter(|&t| read < t)
+            {
+                early = Some(format!(
+                    "the API's total announced {t} leads, but its pages ended after {read}, so pages were missed"
+                ));
+            }
             break;
         }
         if too_many {
             early = Some(format!(
-                "the API served {pages} pages of leads, more than its total ({}) implies, so pagination stopped before the end",
-                page_total.unwrap_or_default()
+                "the API served {pages} pages of leads ({read} records{}), more than its total ({}) implies, so pagination stopped before the end",
+                match has_more {
+                    Some(true) => ", each saying more follow",
+                    _ => "",
+                },
+                max_total.unwrap_or_default()
             ));
             break;
         }
@@ -1303,10 +1351,38 @@ fn write_leads(
     ))
 }
 
-/// Whether a page of `n` records, asked with `limit`, is the last: empty, `hasMore: false`, or
-/// short when the API does not say.
-fn last_page(n: usize, has_more: Option<bool>, limit: u32) -> bool {
-    n == 0 || has_more == Some(false) || (has_more.is_none() && n < limit as usize)
+/// Where a page stands in its listing, for [`last_page`].
+#[derive(Debug, Clone, Copy)]
+struct PageFacts {
+    /// Records on the page.
+    n: usize,
+    /// The `limit` it was asked with.
+    limit: u32,
+    /// Its `offset`.
+    offset: u64,
+    has_more: Option<bool>,
+    total: Option<u64>,
+    /// The endpoint's documented default page size.
+    default_limit: u32,
+}
+
+/// Whether a page is the last. An empty page is; otherwise the API's `hasMore` decides when
+/// given. Without it a full page is not, and a short page is unless `total` says more follow
+/// (a server that serves fewer than asked, its own maximum being lower) or, without `total`,
+/// it holds exactly the endpoint's default page size (a server that ignores `limit`): one
+/// more request settles that, where taking the page for the last would lose the rest.
+fn last_page(p: PageFacts) -> bool {
+    if p.n == 0 {
+        return true;
+    }
+    match p.has_more {
+        Some(more) => !more,
+        None if p.n >= p.limit as usize => false,
+        None => match p.total {
+            Some(total) => p.offset + p.n as u64 >= total,
+            None => p.n != p.default_limit as usize,
+        },
+    }
 }
 
 /// Whether a page with these ids (rejects aside) brings none that the last pages did not;
@@ -1326,6 +1402,31 @@ fn repeats_recent(recent: &mut VecDeque<HashSet<i64>>, ids: impl IntoIterator<It
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_page_is_the_one_the_api_says_or_a_short_one_nothing_contradicts() {
+        let p = |n, has_more, total| PageFacts {
+            n,
+            limit: 500,
+            offset: 1_000,
+            has_more,
+            total,
+            default_limit: 100,
+        };
+        // An empty page ends; `hasMore` decides when given.
+        assert!(last_page(p(0, Some(true), Some(5_000))));
+        assert!(last_page(p(500, Some(false), None)));
+        assert!(!last_page(p(7, Some(true), None)));
+        // Without it: a full page goes on, a short one ends...
+        assert!(!last_page(p(500, None, None)));
+        assert!(last_page(p(7, None, None)));
+        assert!(last_page(p(7, None, Some(1_007))));
+        // ...unless `total` says more follow (a server serving fewer than asked), or it holds
+        // the endpoint's default page size (a server ignoring `limit`).
+        assert!(!last_page(p(100, None, Some(5_000))));
+        assert!(!last_page(p(100, None, None)));
+        assert!(last_page(p(100, None, Some(1_100))));
+    }
 
     /// A lead discovered at second `sec` after 2026-06-02T09:00:00Z.
     fn lead_at(id: i64, sec: u32) -> String {

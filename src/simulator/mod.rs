@@ -368,6 +368,11 @@ pub struct SimConfig {
     pub ignore_offset: bool,
     /// `limit` above the maximum: 400 (true) or clamp to the maximum (false).
     pub refuse_over_max_limit: bool,
+    /// Serve at most this many records per leads or runs page, whatever `limit` asks (a
+    /// server whose own maximum is lower than the documented one, answering without a word).
+    pub page_cap: Option<usize>,
+    /// Leave `hasMore` out of leads and runs pages (the envelope is open: `total` only).
+    pub omit_has_more: bool,
     /// After serving a leads page requested with offset 0 that has more, add this many leads.
     pub arrivals_between_pages: usize,
     /// `discoveredAt` of those arrivals: this many minutes before the newest lead (0 = the
@@ -403,6 +408,8 @@ impl SimConfig {
             since: SinceBoundary::Exclusive,
             ignore_offset: false,
             refuse_over_max_limit: true,
+            page_cap: None,
+            omit_has_more: false,
             arrivals_between_pages: 0,
             late_arrival_minutes: 0,
             malformed_every: None,
@@ -633,6 +640,12 @@ pub struct SimulateArgs {
     /// Clamp `limit` above 500 instead of answering 400.
     #[arg(long)]
     pub clamp_limit: bool,
+    /// Serve at most N records per leads or runs page, whatever `limit` asks.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub page_cap: Option<u32>,
+    /// Leave `hasMore` out of leads and runs pages.
+    #[arg(long)]
+    pub no_has_more: bool,
     /// Fraction (0 to 1) of data requests that get a random fault [default: 0, or 1 when
     /// --faults is given].
     #[arg(long, value_name = "F")]
@@ -696,6 +709,8 @@ impl SimulateArgs {
         cfg.since = self.since_boundary;
         cfg.ignore_offset = self.ignore_offset;
         cfg.refuse_over_max_limit = !self.clamp_limit;
+        cfg.page_cap = self.page_cap.map(|n| n as usize);
+        cfg.omit_has_more = self.no_has_more;
         cfg.faults = FaultPlan {
             rate: fault_rate,
             kinds: self.faults.clone(),
@@ -757,12 +772,12 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         .with_context(|| format!("serving on 127.0.0.1:{port}"))?;
     let base = sim.base_url();
     let key = args.key.as_deref().unwrap_or(EXAMPLE_KEY);
-    eprintln!("Simulator serving {} leads on {base}", args.leads);
-    eprintln!("Example key: {key}");
+    crate::errln!("Simulator serving {} leads on {base}", args.leads);
+    crate::errln!("Example key: {key}");
     if let Some(faults) = describe_faults(&faults) {
-        eprintln!("{faults}");
+        crate::errln!("{faults}");
     }
-    eprintln!(
+    crate::errln!(
         "Try:  CTGO_API_KEY={key} ctgo-export sync --base-url {base} --dest sqlite:leads.db --requests-per-minute {}",
         if args.rate_limit.is_some() {
             "60"
@@ -770,7 +785,7 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
             "0   # no budget of our own: the simulator has no rate limit"
         }
     );
-    eprintln!("Press Ctrl-C to stop.");
+    crate::errln!("Press Ctrl-C to stop.");
     let stopped = tokio::signal::ctrl_c().await;
     tokio::task::spawn_blocking(move || drop(sim))
         .await

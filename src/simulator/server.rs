@@ -549,6 +549,7 @@ impl State {
             let (total, _) = self.store.query(&filter, order, 0, 0);
             return Ok(Planned::value(StatusCode::OK, json!({"total": total})));
         }
+        let limit = self.cfg.page_cap.map_or(limit, |cap| limit.min(cap));
         let (total, page) = self.store.query(&filter, order, offset, limit);
         let has_more = offset.saturating_add(page.len()) < total;
         let mut body = Vec::with_capacity(self.store.page_bytes(&page) + 128);
@@ -559,7 +560,11 @@ impl State {
                 b",{\"id\":\"abc\",\"discoveredAt\":\"2026-06-01T00:00:00Z\",\"profile\":null}",
             );
         }
-        let _ = write!(body, "],\"total\":{total},\"hasMore\":{has_more}}}");
+        let _ = write!(body, "],\"total\":{total}");
+        if !self.cfg.omit_has_more {
+            let _ = write!(body, ",\"hasMore\":{has_more}");
+        }
+        body.push(b'}');
         debug!(
             offset,
             limit,
@@ -605,6 +610,7 @@ impl State {
             q.offset()?
         };
         let total = self.store.runs.len();
+        let limit = self.cfg.page_cap.map_or(limit, |cap| limit.min(cap));
         let runs: Vec<_> = self
             .store
             .runs_of(None)
@@ -613,10 +619,11 @@ impl State {
             .map(|r| self.store.run_json(r))
             .collect();
         let has_more = offset.saturating_add(runs.len()) < total;
-        Ok(Planned::value(
-            StatusCode::OK,
-            json!({"runs": runs, "total": total, "hasMore": has_more}),
-        ))
+        let mut page = json!({"runs": runs, "total": total});
+        if !self.cfg.omit_has_more {
+            page["hasMore"] = json!(has_more);
+        }
+        Ok(Planned::value(StatusCode::OK, page))
     }
 
     fn streams(&self) -> Planned {

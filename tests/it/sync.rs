@@ -188,6 +188,47 @@ fn a_page_of_arrivals_between_two_requests_loses_no_older_lead() {
 }
 
 #[test]
+fn a_server_that_serves_fewer_than_asked_is_read_to_its_end_and_loses_nothing() {
+    // A server whose own maximum (100 leads, 30 runs) is below what the exporter asks for,
+    // and says so only by serving less. With `hasMore`: 25 pages of leads, more than a bound
+    // computed from the asked size (2 × 2,500 / 500 + 10 = 20) would allow.
+    let sim = sim_with(|c| {
+        c.leads = 2_500;
+        c.page_cap = Some(100);
+    });
+    let t = TestDir::new();
+    let (dest, path) = t.sqlite();
+    let job = sync_ok(&sim, &dest, &[]);
+    assert_eq!(leads_counts(&job).0, 2_500, "{job}");
+    assert_eq!(sqlite_lead_ids(&path), expected_ids(&sim));
+
+    // Without `hasMore`, only `total` says that a short page is not the last: a run that took
+    // it for the last moved the cursor past 900 leads for good, and a full refresh marked
+    // them (and all runs but the first 30) deleted.
+    let sim = sim_with(|c| {
+        c.leads = 1_000;
+        c.runs_per_stream = 40;
+        c.page_cap = Some(30);
+        c.omit_has_more = true;
+    });
+    let t = TestDir::new();
+    let (dest, path) = t.sqlite();
+    let job = sync_ok(&sim, &dest, &[]);
+    assert_eq!(leads_counts(&job).0, 1_000, "{job}");
+    assert_eq!(
+        query_i64(&path, "SELECT count(*) FROM sync_runs") as usize,
+        sim.run_ids().len()
+    );
+    assert!(sim.run_ids().len() > 30, "runs span pages");
+    let job = sync_ok(&sim, &dest, &["--full-refresh"]);
+    assert_eq!(job["entities_deleted"], 0, "{job}");
+    sim.add_leads(5);
+    let job = sync_ok(&sim, &dest, &[]);
+    assert_eq!(leads_counts(&job).0, 5, "{job}");
+    assert_eq!(sqlite_live_lead_ids(&path), expected_ids(&sim));
+}
+
+#[test]
 fn a_lead_dated_in_the_future_leaves_the_cursor_before_the_start_so_late_leads_are_read() {
     // A lead dated ten minutes ahead (an upstream clock error) must not carry the cursor past
     // the export's start: a lead then shown 14½ minutes late (within the API's 15) is dated
