@@ -86,11 +86,11 @@ pub struct SyncArgs {
     /// simulator on loopback
     /// [default: 60].
     #[arg(long, env = "CTGO_REQUESTS_PER_MINUTE", value_name = "N")]
-    pub requests_per_minute: Option<u32>,
+    pub requests_per_minute: Option<String>,
     /// Retries of a transient API fault (5xx, timeout, dropped connection) before the job fails
     /// [default: 8].
     #[arg(long, env = "CTGO_MAX_RETRIES", value_name = "N")]
-    pub max_retries: Option<u32>,
+    pub max_retries: Option<String>,
     /// How long one API request may take before it counts as a transient fault (and is
     /// retried), e.g. 60s, 2m, 500ms [default: 60s].
     #[arg(long, env = "CTGO_TIMEOUT", value_name = "DURATION")]

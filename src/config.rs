@@ -72,6 +72,16 @@ pub enum ConfigError {
         "requests per minute {0} (0 = no limit) is only for a simulator on this machine, not {1}: the API allows 60 a minute per key; use 1 to 60"
     )]
     NoRateLimit(u32, String),
+    #[error(
+        "bad {what} {value:?} ({flag}, {env} or {key} in the config file): use a whole number, 0 or more"
+    )]
+    BadNumber {
+        what: &'static str,
+        value: String,
+        flag: &'static str,
+        env: &'static str,
+        key: &'static str,
+    },
     #[error("bad page size {0} (--page-size or page_size in the config file): use 1 to 500")]
     BadPageSize(u32),
     #[error("bad stream id {0}: stream ids are positive integers")]
@@ -130,11 +140,32 @@ impl DestSpec {
 
     /// `kind:absolute-path`, stable for one destination (used for `source_connection_id`):
     /// `parquet:out`, `parquet:out/` and `parquet:./out` are one.
+    /// Symlinks and `..` are resolved as far as the path exists, so a link to the file, or
+    /// `sub/../leads.db`, is the same destination too.
     pub fn canonical(&self) -> String {
         let p = self.path();
         let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-        let abs: PathBuf = abs.components().collect();
+        let abs: PathBuf = resolve_existing(&abs).components().collect();
         format!("{}:{}", self.kind(), abs.display())
+    }
+}
+
+/// `path` with symlinks and `..` resolved for the part of it that exists; the rest (a file
+/// the first job will create, say) is appended as given.
+fn resolve_existing(path: &Path) -> PathBuf {
+    let mut missing = Vec::new();
+    let mut cur = path;
+    loop {
+        if let Ok(real) = std::fs::canonicalize(cur) {
+            return missing.iter().rev().fold(real, |p, name| p.join(name));
+        }
+        match (cur.file_name(), cur.parent()) {
+            (Some(name), Some(parent)) => {
+                missing.push(name.to_os_string());
+                cur = parent;
+            }
+            _ => return path.to_path_buf(),
+        }
     }
 }
 
@@ -197,9 +228,19 @@ impl FileConfig {
             path: path.to_path_buf(),
             source,
         })?;
-        toml::from_str(&text).map_err(|e| ConfigError::FileParse {
-            path: path.to_path_buf(),
-            message: e.to_string(),
+        toml::from_str(&text).map_err(|e| {
+            // The place and the reason, not the line itself: a key pasted into the file
+            // would be quoted with it (and serde's reasons quote values too, hence the scrub).
+            let at = e.span().map_or(String::new(), |span| {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                format!("line {line}, column {column}: ")
+            });
+            ConfigError::FileParse {
+                path: path.to_path_buf(),
+                message: format!("{at}{}", api::key::scrub_key_like(e.message().trim_end())),
+            }
         })
     }
 }
@@ -265,10 +306,28 @@ impl JobConfig {
             None => None,
         };
         let timeout = resolve_timeout(args.timeout.clone().or(file.timeout))?;
-        let requests_per_minute = args
-            .requests_per_minute
-            .or(file.requests_per_minute)
-            .unwrap_or(api::DEFAULT_REQUESTS_PER_MINUTE);
+        let requests_per_minute = match &args.requests_per_minute {
+            Some(v) => parse_number(
+                v,
+                "requests per minute",
+                "--requests-per-minute",
+                "CTGO_REQUESTS_PER_MINUTE",
+                "requests_per_minute",
+            )?,
+            None => file
+                .requests_per_minute
+                .unwrap_or(api::DEFAULT_REQUESTS_PER_MINUTE),
+        };
+        let max_retries = match &args.max_retries {
+            Some(v) => parse_number(
+                v,
+                "max retries",
+                "--max-retries",
+                "CTGO_MAX_RETRIES",
+                "max_retries",
+            )?,
+            None => file.max_retries.unwrap_or(api::DEFAULT_MAX_RETRIES),
+        };
         // Never more than the API's documented rate (product guarantee 3): no budget, or a
         // larger one, only for a simulator on this machine.
         if (requests_per_minute == 0 || requests_per_minute > api::DEFAULT_REQUESTS_PER_MINUTE)
@@ -310,10 +369,7 @@ impl JobConfig {
             progress: switch(args.progress, args.no_progress)
                 .or(file.no_progress.map(|off| !off))
                 .unwrap_or(true),
-            max_retries: args
-                .max_retries
-                .or(file.max_retries)
-                .unwrap_or(api::DEFAULT_MAX_RETRIES),
+            max_retries,
             timeout,
         })
     }
@@ -332,6 +388,23 @@ impl JobConfig {
 pub fn resolve_base_url(given: Option<String>) -> Result<reqwest::Url, ConfigError> {
     let url = given.unwrap_or_else(|| api::DEFAULT_BASE_URL.to_string());
     api::parse_base_url(&url).map_err(|reason| ConfigError::BadBaseUrl { url, reason })
+}
+
+/// A whole number from the command line or the environment (clap would name only the flag).
+fn parse_number(
+    value: &str,
+    what: &'static str,
+    flag: &'static str,
+    env: &'static str,
+    key: &'static str,
+) -> Result<u32, ConfigError> {
+    value.trim().parse().map_err(|_| ConfigError::BadNumber {
+        what,
+        value: value.to_string(),
+        flag,
+        env,
+        key,
+    })
 }
 
 /// The request timeout: given (a duration above zero), or [`api::DEFAULT_TIMEOUT`].
@@ -467,16 +540,16 @@ mod tests {
     #[test]
     fn no_rate_limit_only_for_a_local_simulator() {
         let mut a = args("sqlite:x.db");
-        a.requests_per_minute = Some(0);
+        a.requests_per_minute = Some("0".into());
         assert!(JobConfig::resolve(&a, Some(KEY.into())).is_ok());
         a.base_url = Some("https://api.example.com/api/v2".into());
         assert!(matches!(
             JobConfig::resolve(&a, Some(KEY.into())),
             Err(ConfigError::NoRateLimit(..))
         ));
-        a.requests_per_minute = Some(61);
+        a.requests_per_minute = Some("61".into());
         assert!(JobConfig::resolve(&a, Some(KEY.into())).is_err());
-        a.requests_per_minute = Some(30);
+        a.requests_per_minute = Some("30".into());
         assert!(JobConfig::resolve(&a, Some(KEY.into())).is_ok());
     }
 
@@ -598,8 +671,8 @@ mod tests {
         a.no_csv_bom = true;
         a.progress = true;
         a.timeout = Some("250ms".into());
-        a.requests_per_minute = Some(0);
-        a.max_retries = Some(7);
+        a.requests_per_minute = Some("0".into());
+        a.max_retries = Some("7".into());
         a.page_size = Some(100);
         let cfg = JobConfig::resolve(&a, Some(KEY.into())).unwrap();
         assert_eq!(switches(&cfg), (false, false, false, true));

@@ -21,7 +21,7 @@ pub fn demo_config(base_url: &str, dest: DestSpec) -> anyhow::Result<JobConfig> 
     let args = crate::cli::SyncArgs {
         dest: Some(dest.to_string()),
         base_url: Some(base_url.to_string()),
-        requests_per_minute: Some(0),
+        requests_per_minute: Some("0".into()),
         no_progress: true,
         ..Default::default()
     };
@@ -143,7 +143,7 @@ fn prepare_out(out: &Path) -> anyhow::Result<()> {
                 }
             }
         }
-        eprintln!("Replacing the previous demo in {}.", out.display());
+        crate::errln!("Replacing the previous demo in {}.", out.display());
         for dest in &dests {
             let path = dest.path();
             let removed = match dest {
@@ -220,7 +220,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
         0 => String::new(),
         n => format!(" ({n} of them deliberately malformed)"),
     };
-    eprintln!(
+    crate::errln!(
         "Simulator on {base} serving {} leads{malformed}.",
         args.leads
     );
@@ -234,13 +234,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
             sim.add_leads(40);
             sim.add_late_leads(3, 10);
             sim.complete_runs();
-            eprintln!(
+            crate::errln!(
                 "\nThe API changed: 43 new leads (3 of them 10 minutes late), 5 recent leads exported in the product (updates), runs finished."
             );
         }
         for dest in &dests {
             let o = export(&base, dest.clone()).await?;
-            eprintln!("{}", describe(&format!("{round} → {dest}"), &o));
+            crate::errln!("{}", describe(&format!("{round} → {dest}"), &o));
             if o.exit_code != exit::COMPLETED {
                 return Ok(o.exit_code);
             }
@@ -253,7 +253,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
     let me = std::env::args()
         .next()
         .unwrap_or_else(|| "ctgo-export".into());
-    eprintln!(
+    crate::errln!(
         "\nTry:\n  sqlite3 {out}/leads.db 'SELECT handle, follower_count, discovered_at FROM leads ORDER BY discovered_at DESC LIMIT 5'\n  python3 -c \"import duckdb; print(duckdb.sql(\\\"SELECT count(DISTINCT id) FROM read_parquet('{out}/parquet/leads/*.parquet')\\\"))\"\n  ls {out}/csv/leads/\n  {me} jobs --dest sqlite:{out}/leads.db"
     );
     Ok(exit::COMPLETED)
@@ -263,7 +263,7 @@ fn summary(db: &Path) -> anyhow::Result<()> {
     let conn =
         rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     let count = |sql: &str| -> anyhow::Result<i64> { Ok(conn.query_row(sql, [], |r| r.get(0))?) };
-    eprintln!(
+    crate::errln!(
         "\n{} now holds {} leads, {} sync runs, {} rejects and {} export jobs.",
         db.display(),
         count("SELECT count(*) FROM leads")?,

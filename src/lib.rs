@@ -20,6 +20,7 @@
 //! - [`cli`] and [`config`]: clap flags, then one function that turns flags + environment +
 //!   TOML file into a validated [`config::JobConfig`].
 //! - [`fault`]: the test-only crash hook used to prove exactly-once at named commit steps.
+//! - [`term`]: lines for stdout and stderr that a closed pipe cannot turn into a panic.
 
 pub mod api;
 pub mod cli;
@@ -32,3 +33,4 @@ pub mod job;
 pub mod mapping;
 pub mod schema;
 pub mod simulator;
+pub mod term;

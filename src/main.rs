@@ -34,7 +34,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("ctgo-export: cannot start the async runtime: {e}");
+            ctgo_export::errln!("ctgo-export: cannot start the async runtime: {e}");
             return ExitCode::from(exit::FAILED as u8);
         }
     };
@@ -66,6 +66,9 @@ fn init_tracing() {
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(|| StderrAroundProgress)
         .with_target(false)
+        // Its own report of a failed write is an `eprintln!`, which panics when stderr is
+        // gone: a dead `| logger` must not end a job.
+        .log_internal_errors(false)
         .try_init();
 }
 
@@ -83,7 +86,7 @@ async fn run(cli: Cli) -> i32 {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("ctgo-export: {}", error_text(&err));
+            ctgo_export::errln!("ctgo-export: {}", error_text(&err));
             exit_code_for(&err)
         }
     }
@@ -100,7 +103,9 @@ fn error_text(err: &anyhow::Error) -> String {
             text.push_str(&cause);
         }
     }
-    text
+    // The API's own texts are redacted with the key in hand; this catches a key quoted from
+    // anywhere else (a config file, a path) before it reaches a terminal or a log.
+    ctgo_export::api::key::scrub_key_like(&text).into_owned()
 }
 
 /// Usage and configuration errors exit 2, API refusals 3, the rest 1.
@@ -124,44 +129,70 @@ fn exit_code_for(err: &anyhow::Error) -> i32 {
     exit::FAILED
 }
 
-/// Cancel on SIGINT or SIGTERM; a second signal ends the process at once.
+/// A signal this soon after the first is the same interrupt delivered twice (a terminal's
+/// process group and a wrapper script forwarding it both send one), not a second request.
+const SIGNAL_REPEAT_WINDOW: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Cancel on SIGINT, SIGTERM or SIGHUP (a closed terminal); another signal, once the first
+/// is [`SIGNAL_REPEAT_WINDOW`] old, ends the process at once.
 fn install_signal_handlers(cancel: Cancel) {
+    use tokio::signal::unix::{SignalKind, signal};
+    // Listening starts here, when each stream is made, not when the task below first runs:
+    // a signal in between would otherwise end the process with the default action.
+    let streams = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    );
+    let (mut int, mut term, mut hup) = match streams {
+        (Ok(i), Ok(t), Ok(h)) => (i, t, h),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            tracing::warn!(error = %e, "Cannot listen for SIGINT, SIGTERM and SIGHUP.");
+            return;
+        }
+    };
     tokio::spawn(async move {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "Cannot listen for SIGTERM.");
-                    return;
-                }
-            };
-        let mut signals = 0;
+        let mut first: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
+                _ = int.recv() => {}
                 _ = term.recv() => {}
+                _ = hup.recv() => {}
             }
-            signals += 1;
-            if signals == 1 {
-                eprintln!(
-                    "ctgo-export: cancelling: stopping at the next commit point (signal again to quit at once)"
-                );
-                cancel.cancel();
-            } else {
-                eprintln!("ctgo-export: quitting at once; the next run repairs the job");
-                std::process::exit(exit::CANCELLED);
+            match first {
+                None => {
+                    first = Some(tokio::time::Instant::now());
+                    ctgo_export::errln!(
+                        "ctgo-export: cancelling: stopping at the next commit point (signal again to quit at once)"
+                    );
+                    cancel.cancel();
+                }
+                Some(at) if at.elapsed() < SIGNAL_REPEAT_WINDOW => {}
+                Some(_) => {
+                    ctgo_export::errln!(
+                        "ctgo-export: quitting at once; the next run repairs the job"
+                    );
+                    std::process::exit(exit::CANCELLED);
+                }
             }
         }
     });
 }
 
 async fn sync(args: SyncArgs) -> anyhow::Result<i32> {
+    // First of all: a scheduler's SIGTERM a moment after the start must cancel, not kill.
+    let cancel = Cancel::new();
+    install_signal_handlers(cancel.clone());
     let cfg = match JobConfig::resolve(&args, std::env::var(config::KEY_ENV).ok()) {
         Ok(cfg) => cfg,
         Err(e) => {
-            // With --json on the command line, a script still reads one record (the file's
-            // `json` may be what could not be read).
-            if args.json {
+            // A script that asked for JSON still reads one record: with --json on the command
+            // line, or `json = true` in a config file that could be read.
+            let json = args.json
+                || (!args.no_json
+                    && config::FileConfig::load_given(args.config.as_deref())
+                        .is_ok_and(|f| f.json == Some(true)));
+            if json {
                 print_unstarted_job(
                     Uuid::nil(),
                     &[Table::Leads, Table::SyncRuns],
@@ -172,8 +203,6 @@ async fn sync(args: SyncArgs) -> anyhow::Result<i32> {
             return Err(e.into());
         }
     };
-    let cancel = Cancel::new();
-    install_signal_handlers(cancel.clone());
     ctgo_export::fault::on_interrupt({
         let cancel = cancel.clone();
         move || cancel.cancel()
@@ -196,7 +225,7 @@ async fn sync(args: SyncArgs) -> anyhow::Result<i32> {
             }
             return match e {
                 DestError::Busy { .. } => {
-                    eprintln!("ctgo-export: {e}");
+                    ctgo_export::errln!("ctgo-export: {e}");
                     Ok(exit::FAILED)
                 }
                 // A refusal says all it has to say.
@@ -206,11 +235,11 @@ async fn sync(args: SyncArgs) -> anyhow::Result<i32> {
         }
     };
     if json {
-        println!("{}", outcome.job.to_json_line());
+        ctgo_export::outln!("{}", outcome.job.to_json_line());
     }
-    eprintln!("{}", summary_line(&outcome.job, outcome.requests));
+    ctgo_export::errln!("{}", summary_line(&outcome.job, outcome.requests));
     if outcome.job.entities_failed > 0 {
-        eprintln!(
+        ctgo_export::errln!(
             "ctgo-export: {} records did not fit the schema; they are kept in the `rejects` table with the reason and their JSON",
             outcome.job.entities_failed
         );
@@ -218,7 +247,7 @@ async fn sync(args: SyncArgs) -> anyhow::Result<i32> {
     if let Some(err) = &outcome.job.error
         && outcome.exit_code != exit::COMPLETED
     {
-        eprintln!("ctgo-export: {err}");
+        ctgo_export::errln!("ctgo-export: {err}");
     }
     Ok(outcome.exit_code)
 }
@@ -251,8 +280,9 @@ fn print_unstarted_job(source_id: Uuid, tables: &[Table], error: &str, kind: &st
         job.touch_table(t.name());
     }
     let details = serde_json::json!({"kind": kind, "refused": false});
-    let _ = job.fail(error.to_string(), Some(details), Utc::now());
-    println!("{}", job.to_json_line());
+    let error = ctgo_export::api::key::scrub_key_like(error).into_owned();
+    let _ = job.fail(error, Some(details), Utc::now());
+    ctgo_export::outln!("{}", job.to_json_line());
 }
 
 /// How much of a job's error the `jobs` table shows.
@@ -272,17 +302,24 @@ fn jobs(args: JobsArgs) -> anyhow::Result<i32> {
         .context("reading the export-job history")?;
     if args.json {
         for job in &jobs {
-            println!("{}", job.to_json_line());
+            ctgo_export::outln!("{}", job.to_json_line());
         }
         return Ok(exit::COMPLETED);
     }
     if jobs.is_empty() {
-        eprintln!("No export jobs recorded in {spec}.");
+        ctgo_export::errln!("No export jobs recorded in {spec}.");
         return Ok(exit::COMPLETED);
     }
-    println!(
+    ctgo_export::outln!(
         "{:<36}  {:<10}  {:<24}  {:>9}  {:>8}  {:>8}  {:>8}  {:>6}  ERROR",
-        "ID", "STATUS", "STARTED", "SECONDS", "INSERTED", "UPDATED", "DELETED", "FAILED"
+        "ID",
+        "STATUS",
+        "STARTED",
+        "SECONDS",
+        "INSERTED",
+        "UPDATED",
+        "DELETED",
+        "FAILED"
     );
     for j in &jobs {
         // A job still running has no duration yet; a long error is cut to keep one line a
@@ -307,7 +344,7 @@ fn jobs(args: JobsArgs) -> anyhow::Result<i32> {
             j.entities_failed,
             error
         );
-        println!("{}", line.trim_end());
+        ctgo_export::outln!("{}", line.trim_end());
     }
     Ok(exit::COMPLETED)
 }
@@ -332,10 +369,10 @@ async fn check(args: CheckArgs) -> anyhow::Result<i32> {
     )?;
     let me = client.me().await?;
     if args.json {
-        println!("{me}");
+        ctgo_export::outln!("{me}");
         return Ok(exit::COMPLETED);
     }
-    println!("{}", describe_me(&me, base_url.as_str()));
+    ctgo_export::outln!("{}", describe_me(&me, base_url.as_str()));
     Ok(exit::COMPLETED)
 }
 
@@ -385,9 +422,9 @@ fn schema(args: SchemaArgs) -> anyhow::Result<i32> {
     };
     for t in tables {
         if args.raw {
-            println!("{}", t.schema_source().trim_end());
+            ctgo_export::outln!("{}", t.schema_source().trim_end());
         } else {
-            println!("{}", ctgo_export::schema::describe(t));
+            ctgo_export::outln!("{}", ctgo_export::schema::describe(t));
         }
     }
     Ok(exit::COMPLETED)

@@ -33,6 +33,36 @@ pub fn lock_path(path: &Path) -> PathBuf {
     PathBuf::from(format!("{}.lock", real.display()))
 }
 
+/// The tables of an existing database that no job of ours wrote (it holds tables, none of
+/// them our state's), listed for the message; `None` for a new, empty or exported database.
+/// Writing into it would add our tables beside another application's, and fail on its own
+/// `leads` only after spending requests.
+fn foreign_tables(path: &Path) -> Option<String> {
+    use rusqlite::OpenFlags;
+    if !super::has_sqlite_header(path) {
+        return None;
+    }
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .ok()?;
+    let names: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
+        .ok()?;
+    if names.is_empty() || names.iter().any(|n| n.starts_with("_ctgo_")) {
+        return None;
+    }
+    let shown: Vec<String> = names.iter().take(5).map(|n| format!("`{n}`")).collect();
+    let more = names.len().saturating_sub(shown.len());
+    Some(if more > 0 {
+        format!("{} and {more} more", shown.join(", "))
+    } else {
+        shown.join(", ")
+    })
+}
+
 impl SqliteDest {
     pub fn open(path: &Path) -> Result<SqliteDest, DestError> {
         // A file of something else (an empty one is a new database).
@@ -52,6 +82,15 @@ impl SqliteDest {
                 reason: format!(
                     "it is a directory, not a file{}",
                     super::kind_hint(&path.join(super::STATE_FILE))
+                ),
+            });
+        }
+        if let Some(theirs) = foreign_tables(path) {
+            return Err(DestError::Mismatch {
+                dest: format!("sqlite:{}", path.display()),
+                reason: format!(
+                    "it is the database of something else (tables {theirs}, and no export \
+                     state): give a new path, or the database a previous job wrote"
                 ),
             });
         }

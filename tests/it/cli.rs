@@ -851,3 +851,143 @@ fn json_prints_one_record_for_a_configuration_error_and_a_file_that_is_no_databa
     );
     assert_eq!(std::fs::read_to_string(&other).unwrap(), "my notes");
 }
+
+#[test]
+fn a_database_of_another_application_is_refused_before_any_request() {
+    let sim = sim(10);
+    let t = TestDir::new();
+    let other = t.path("crm.db");
+    db(&other)
+        .execute_batch("CREATE TABLE leads(id INTEGER PRIMARY KEY, name TEXT);")
+        .unwrap();
+    let run = sync(&sim, &format!("sqlite:{}", other.display()), &[]);
+    run.assert_code(2);
+    assert!(run.stderr.contains("`leads`"), "{}", run.stderr);
+    assert_eq!(sim.requests().total, 0, "no request spent");
+    assert_eq!(
+        query_i64(&other, "SELECT count(*) FROM sqlite_master"),
+        1,
+        "nothing added beside its own table"
+    );
+    assert!(
+        !t.path("crm.db.lock").exists(),
+        "no lock file left beside it"
+    );
+}
+
+#[test]
+fn a_closed_stdout_or_stderr_does_not_turn_a_finished_job_into_a_crash() {
+    let sim = sim(50);
+    let t = TestDir::new();
+    let (dest, path) = t.sqlite();
+    // The reader of stdout (`| head -c 1`) or of stderr (a dead `| logger`) is gone before
+    // the record or the summary is written: exit 0, as the job completed; not a panic (101).
+    for (closed_out, lookback) in [(true, "15m"), (false, "0s")] {
+        let mut cmd = sync_cmd(&sim, &dest, &["--lookback", lookback]);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        // (The short lookback makes a warning to write to the closed stderr at the start.)
+        if closed_out {
+            drop(child.stdout.take());
+        } else {
+            drop(child.stderr.take());
+        }
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(0), "stdout closed: {closed_out}");
+    }
+    assert_eq!(sqlite_lead_ids(&path), expected_ids(&sim));
+    let mut jobs = command();
+    jobs.args(["jobs", "--dest", &dest]).stdout(Stdio::piped());
+    let mut child = jobs.spawn().unwrap();
+    drop(child.stdout.take());
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+#[test]
+fn a_key_pasted_into_the_config_file_is_not_quoted_by_its_parse_error() {
+    let t = TestDir::new();
+    let (dest, _) = t.sqlite();
+    for line in [
+        format!("api_key = \"{KEY}\""),
+        format!("api_key_file = {KEY}"),
+        format!("json = \"{KEY}\""),
+    ] {
+        let config = t.path("leak.toml");
+        std::fs::write(&config, format!("dest = \"{dest}\"\n{line}\n")).unwrap();
+        for sub in ["sync", "jobs"] {
+            let mut cmd = command();
+            cmd.args([sub, "--config", config.to_str().unwrap()]);
+            if sub == "sync" {
+                cmd.arg("--json");
+            }
+            let run = Run::from_output(cmd.output().unwrap());
+            run.assert_code(2);
+            assert!(
+                run.stderr.contains("line 2"),
+                "{sub} {line}: {}",
+                run.stderr
+            );
+            for out in [&run.stdout, &run.stderr] {
+                assert!(
+                    !out.contains(&KEY[5..20]),
+                    "{sub} {line}: key leaked: {out}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_bad_number_in_the_environment_is_named_and_json_is_printed_as_the_file_asks() {
+    let sim = sim(10);
+    let t = TestDir::new();
+    let (dest, _) = t.sqlite();
+    let config = t.path("scheduled.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "dest = \"{dest}\"\nbase_url = \"{}\"\njson = true\n",
+            sim.base_url()
+        ),
+    )
+    .unwrap();
+    for (var, value) in [
+        ("CTGO_REQUESTS_PER_MINUTE", "abc"),
+        ("CTGO_MAX_RETRIES", "-1"),
+        ("CTGO_LOOKBACK", "zz"),
+    ] {
+        let run = Run::from_output(
+            command()
+                .env("CTGO_API_KEY", KEY)
+                .env(var, value)
+                .args(["sync", "--config", config.to_str().unwrap()])
+                .output()
+                .unwrap(),
+        );
+        run.assert_code(2);
+        assert!(run.stderr.contains(var), "{var}: {}", run.stderr);
+        let record = run.job();
+        assert_eq!(record["status"], "FAILED", "{var}: {record}");
+        assert_eq!(record["error_details"]["kind"], "configuration");
+    }
+    assert_eq!(sim.requests().total, 0);
+}
+
+#[test]
+fn one_destination_has_one_source_connection_id_however_its_path_is_spelled() {
+    let sim = sim(20);
+    let t = TestDir::new();
+    std::fs::create_dir_all(t.path("real/sub")).unwrap();
+    let file = t.path("real/leads.db");
+    std::os::unix::fs::symlink(t.path("real"), t.path("link")).unwrap();
+    let spellings = [
+        format!("sqlite:{}", file.display()),
+        format!("sqlite:{}", t.path("link/leads.db").display()),
+        format!("sqlite:{}", t.path("real/sub/../leads.db").display()),
+    ];
+    let ids: Vec<_> = spellings
+        .iter()
+        .map(|d| sync_ok(&sim, d, &[])["source_connection_id"].clone())
+        .collect();
+    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+}

@@ -1,0 +1,36 @@
+//! Lines for the terminal that never end the process: a reader that went away (`| head`, a
+//! dead `| logger`) or a full disk behind a redirect must not turn a finished job into a
+//! panic (exit 101). `println!` and `eprintln!` panic on a failed write; these do not.
+
+use std::io::Write;
+
+/// Print a line on stdout (`--json` records, listings). A reader that went away is not an
+/// error of ours; another failure (a full disk) is said on stderr.
+pub fn out_line(line: &str) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        err_line(&format!(
+            "ctgo-export: cannot write to standard output: {e}"
+        ));
+    }
+}
+
+/// Print a line on stderr, around the progress bar; a failed write is dropped (there is no
+/// one left to tell).
+pub fn err_line(line: &str) {
+    let _ = crate::extract::write_around_progress(format!("{line}\n").as_bytes());
+}
+
+/// `println!` that cannot panic ([`out_line`]).
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => { $crate::term::out_line(&format!($($arg)*)) };
+}
+
+/// `eprintln!` that cannot panic ([`err_line`]).
+#[macro_export]
+macro_rules! errln {
+    ($($arg:tt)*) => { $crate::term::err_line(&format!($($arg)*)) };
+}
