@@ -1662,6 +1662,94 @@ fn kill_at_the_nth_fsync_or_rename_with_strace(d: Dest) {
     assert!(kills >= 5, "{d:?}: only {kills} runs were killed");
 }
 
+/// The LD_PRELOAD library built from `tests/it/killat.c`, once per test binary; `None`
+/// without a C compiler (CI has one: the bundled SQLite is compiled with it).
+fn killat_library() -> Option<&'static Path> {
+    static LIB: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    LIB.get_or_init(|| {
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("killat.so");
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/killat.c");
+        let built = std::process::Command::new("cc")
+            .args(["-shared", "-fPIC", "-O2", "-o"])
+            .arg(&out)
+            .arg(&src)
+            .arg("-ldl")
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(built || !in_ci(), "cc must build tests/it/killat.c in CI");
+        if !built {
+            eprintln!("skipping: cc could not build tests/it/killat.c");
+        }
+        built.then_some(out)
+    })
+    .as_deref()
+}
+
+/// `cmd` with the kill library preloaded: SIGKILL at the `n`-th call to fsync, fdatasync,
+/// rename, ftruncate or unlink of the whole process (before it, or just after it returned).
+fn killed_at_call(mut cmd: std::process::Command, lib: &Path, n: u32, after: bool) -> Run {
+    cmd.env("LD_PRELOAD", lib)
+        .env("KILLAT_N", n.to_string())
+        .env("KILLAT_AFTER", if after { "1" } else { "0" });
+    Run::from_output(cmd.output().expect("run ctgo-export"))
+}
+
+/// Exactly once at every durability step, counted across threads: a run is killed before,
+/// and in another round just after, each of its calls to fsync, fdatasync, rename, ftruncate
+/// and unlink (the SQLite journal's, the staged files', the directories'), whichever thread
+/// makes it, and the next run must recover the destination exactly. (strace's `when=N`
+/// counts per thread, so it cannot aim at the N-th commit of a process whose stages run on
+/// threads of their own.)
+fn kill_at_every_durability_call_of_a_run(d: Dest) {
+    let Some(mut t) = Target::new(d) else { return };
+    let Some(lib) = killat_library() else { return };
+    let sim = sim_with(|c| {
+        c.leads = 300;
+        c.malformed_every = Some(53);
+    });
+    t.sync(&sim, PAGE);
+    // How many such calls an incremental run makes (the churn keeps runs alike).
+    churn(&sim, 0);
+    let counter = t.tmp.path("calls");
+    let mut cmd = t.cmd(&sim, PAGE);
+    cmd.env("LD_PRELOAD", lib).env("KILLAT_COUNT", &counter);
+    Run::from_output(cmd.output().expect("run ctgo-export")).assert_code(0);
+    let calls: u32 = std::fs::read_to_string(&counter)
+        .expect("the call count")
+        .trim()
+        .parse()
+        .expect("a number");
+    assert!(calls >= 5, "{d:?}: only {calls} durability calls in a run");
+    let mut checks: Vec<(String, PathBuf, Expected, Mode)> = Vec::new();
+    let mut kills = 0;
+    let mut round = 1;
+    for after in [false, true] {
+        for n in 1..=calls {
+            churn(&sim, round);
+            round += 1;
+            let run = killed_at_call(t.cmd(&sim, PAGE), lib, n, after);
+            match run.code {
+                137 => kills += 1,
+                // This run made fewer calls than `n`.
+                0 => {}
+                code => panic!(
+                    "{d:?} call #{n} (after: {after}): exit {code}: {}",
+                    run.stderr
+                ),
+            }
+            let when = if after { "after" } else { "before" };
+            let label = format!("killed {when} durability call #{n}");
+            recover_and_snapshot(&mut t, &sim, d, label, &mut checks);
+        }
+    }
+    assert_checks(&t, d, &checks, "kills at durability calls");
+    eprintln!(
+        "{d:?}: killed {kills} of {} runs ({calls} calls a run)",
+        2 * calls
+    );
+    assert!(kills >= calls, "{d:?}: only {kills} runs were killed");
+}
+
 /// A full disk at the N-th `pwrite` (SQLite's writes: the SQLite destination, and the state
 /// store of the file destinations), injected with strace: the job fails with a clear message
 /// and exit 1, nothing half-staged is committed, and the next run completes the set exactly.
@@ -2008,6 +2096,7 @@ conformance!(
     the_invariant_catches_lost_duplicated_and_half_written_rows,
     a_crash_during_recovery_keeps_the_job_ledger_whole,
     kill_at_the_nth_fsync_or_rename_with_strace,
+    kill_at_every_durability_call_of_a_run,
     an_interrupt_keeps_the_ledger_in_step_with_the_data,
     a_full_disk_fails_the_job_and_loses_nothing,
     a_kill_during_a_full_refresh_marks_each_gone_lead_once,
