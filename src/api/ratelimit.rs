@@ -13,7 +13,9 @@
 //! - `X-RateLimit-Remaining: 0` means the window is full (another client may share the key):
 //!   the next request waits until our oldest request in the window is 60 s old. Every request
 //!   the server counts in its window is at least as old as that one, so at least one slot is
-//!   free by then.
+//!   free by then, but only one: until an answer says some remain again, no more requests are
+//!   admitted than were in the window when it was full, so the requests queued behind the
+//!   wait go one slot at a time, not together into a window with room for one.
 //!
 //! A budget of 0 means no budget of our own (simulator, benches); the server's headers still
 //! apply, because a refused request costs more than a wait. Time is `tokio::time`, so tests
@@ -52,6 +54,10 @@ struct State {
     sent: VecDeque<Instant>,
     /// `X-RateLimit-Remaining: 0` was seen: no request before this instant.
     blocked_until: Option<Instant>,
+    /// `X-RateLimit-Remaining: 0` was seen with this many of our requests in the window (and
+    /// when): no more are admitted at once until an answer says some remain, or a window
+    /// has passed.
+    full_at: Option<(usize, Instant)>,
 }
 
 impl State {
@@ -109,10 +115,18 @@ impl<C: Clock> RateLimiter<C> {
     }
 
     fn limit(&self, s: &State) -> Option<u32> {
-        match (self.budget, s.server_limit) {
+        let limit = match (self.budget, s.server_limit) {
             (Some(b), Some(l)) => Some(b.min(l)),
             (Some(b), None) => Some(b),
             (None, l) => l,
+        };
+        let full = s
+            .full_at
+            .filter(|(_, at)| *at + self.span() > self.clock.now())
+            .map(|(n, _)| u32::try_from(n).unwrap_or(u32::MAX));
+        match (limit, full) {
+            (Some(l), Some(f)) => Some(l.min(f)),
+            (l, f) => l.or(f),
         }
     }
 
@@ -180,8 +194,13 @@ impl<C: Clock> RateLimiter<C> {
             }
             s.server_limit = Some(l);
         }
+        if remaining.is_some_and(|r| r > 0) {
+            s.full_at = None;
+        }
         if remaining == Some(0) {
             let now = self.clock.now();
+            // (At least one: the window may be full of other clients' requests.)
+            s.full_at = Some((s.sent.len().max(1), now));
             let oldest = s.sent.front().copied().unwrap_or(now);
             let until = oldest + self.span();
             if s.block_until(until) {
@@ -299,9 +318,13 @@ mod tests {
         l.observe(Some(60), Some(0)).await;
         l.acquire().await;
         assert_eq!(ms(l.clock().elapsed()), 60_100);
-        // The block is lifted once passed.
+        // One slot freed, not two: the next waits for our second request to leave the window
+        // too, as long as no answer says that some remain.
         l.acquire().await;
-        assert_eq!(ms(l.clock().elapsed()), 60_100);
+        assert_eq!(ms(l.clock().elapsed()), 80_100);
+        l.observe(Some(60), Some(12)).await;
+        l.acquire().await;
+        assert_eq!(ms(l.clock().elapsed()), 80_100, "the window has room again");
     }
 
     #[tokio::test]
