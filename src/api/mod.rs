@@ -151,8 +151,12 @@ fn parse_forgiving<T>(
     parse: impl Fn(&str) -> Result<T, String>,
 ) -> Result<T, String> {
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
-    // Borrowed (no copy) when the body is UTF-8, as it nearly always is.
-    let text = String::from_utf8_lossy(body);
+    // Borrowed (no copy) when the body is UTF-8, as it nearly always is; `from_utf8` first, as
+    // it checks faster than the lossy decoder's own loop.
+    let text = match std::str::from_utf8(body) {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(body),
+    };
     let not_utf8 = matches!(text, std::borrow::Cow::Owned(_));
     let err = match parse(&text) {
         Ok(v) => {
