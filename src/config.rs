@@ -138,34 +138,13 @@ impl DestSpec {
         }
     }
 
-    /// `kind:absolute-path`, stable for one destination (used for `source_connection_id`):
-    /// `parquet:out`, `parquet:out/` and `parquet:./out` are one.
-    /// Symlinks and `..` are resolved as far as the path exists, so a link to the file, or
-    /// `sub/../leads.db`, is the same destination too.
+    /// `kind:absolute-path`, from which a new destination's `source_connection_id` is made
+    /// (then recorded in its state): `parquet:out`, `parquet:out/` and `parquet:./out` are one.
     pub fn canonical(&self) -> String {
         let p = self.path();
         let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-        let abs: PathBuf = resolve_existing(&abs).components().collect();
+        let abs: PathBuf = abs.components().collect();
         format!("{}:{}", self.kind(), abs.display())
-    }
-}
-
-/// `path` with symlinks and `..` resolved for the part of it that exists; the rest (a file
-/// the first job will create, say) is appended as given.
-fn resolve_existing(path: &Path) -> PathBuf {
-    let mut missing = Vec::new();
-    let mut cur = path;
-    loop {
-        if let Ok(real) = std::fs::canonicalize(cur) {
-            return missing.iter().rev().fold(real, |p, name| p.join(name));
-        }
-        match (cur.file_name(), cur.parent()) {
-            (Some(name), Some(parent)) => {
-                missing.push(name.to_os_string());
-                cur = parent;
-            }
-            _ => return path.to_path_buf(),
-        }
     }
 }
 

@@ -129,6 +129,16 @@ fn exit_code_for(err: &anyhow::Error) -> i32 {
     exit::FAILED
 }
 
+/// Whether SIGHUP is ignored (as `nohup` leaves it), asked without changing it.
+fn hangup_ignored() -> bool {
+    // SAFETY: `sigaction` with a null new action only reads the current one into `old`.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(libc::SIGHUP, std::ptr::null(), &mut old) == 0
+            && old.sa_sigaction == libc::SIG_IGN
+    }
+}
+
 /// A signal this soon after the first is the same interrupt delivered twice (a terminal's
 /// process group and a wrapper script forwarding it both send one), not a second request.
 const SIGNAL_REPEAT_WINDOW: std::time::Duration = std::time::Duration::from_secs(1);
@@ -142,22 +152,30 @@ fn install_signal_handlers(cancel: Cancel) {
     let streams = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
-        signal(SignalKind::hangup()),
     );
-    let (mut int, mut term, mut hup) = match streams {
-        (Ok(i), Ok(t), Ok(h)) => (i, t, h),
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
-            tracing::warn!(error = %e, "Cannot listen for SIGINT, SIGTERM and SIGHUP.");
+    let (mut int, mut term) = match streams {
+        (Ok(i), Ok(t)) => (i, t),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::warn!(error = %e, "Cannot listen for SIGINT and SIGTERM.");
             return;
         }
     };
+    // SIGHUP only when it is not ignored: under `nohup` the job must outlive the terminal.
+    let mut hup = (!hangup_ignored())
+        .then(|| signal(SignalKind::hangup()).ok())
+        .flatten();
     tokio::spawn(async move {
         let mut first: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
                 _ = int.recv() => {}
                 _ = term.recv() => {}
-                _ = hup.recv() => {}
+                Some(()) = async {
+                    match hup.as_mut() {
+                        Some(h) => h.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => {}
             }
             match first {
                 None => {

@@ -67,11 +67,13 @@ pub enum ApiError {
         message: String,
     },
     /// 429 (rate limited) again and again, or a `Retry-After` longer than we are willing to wait.
-    #[error("{}", rate_limited_text(.endpoint, *.waits, *.last_wait_secs))]
+    #[error("{}", rate_limited_text(.endpoint, *.waits, *.last_wait_secs, *.max_wait_secs))]
     RateLimitedTooLong {
         endpoint: String,
         waits: u32,
         last_wait_secs: u64,
+        /// The longest `Retry-After` a job waits out.
+        max_wait_secs: u64,
     },
     /// A transient fault (5xx, timeout, dropped connection, cut body) that did not clear.
     #[error(
@@ -121,12 +123,10 @@ fn forbidden_hint(code: &Option<String>) -> &'static str {
     }
 }
 
-fn rate_limited_text(endpoint: &str, waits: u32, last_wait_secs: u64) -> String {
-    let max = super::retry::DEFAULT_MAX_RETRY_AFTER.as_secs();
+fn rate_limited_text(endpoint: &str, waits: u32, last_wait_secs: u64, max: u64) -> String {
     if last_wait_secs > max {
         format!(
-            "the API asked to wait {last_wait_secs} s before the next request to {endpoint} (429, `Retry-After`), longer than the {} minutes a job waits: run it again after that",
-            max / 60
+            "the API asked to wait {last_wait_secs} s before the next request to {endpoint} (429, `Retry-After`), longer than the {max} s a job waits: run it again after that"
         )
     } else {
         format!(

@@ -20,12 +20,12 @@ pub const KEY_LEN: usize = 45;
 /// What a key prints as, everywhere.
 pub const REDACTED_KEY: &str = "ctgo_****";
 
-/// `text` with anything shaped like a key (`ctgo_` and at least 32 more visible characters,
-/// quotes and backslashes aside) shown as [`REDACTED_KEY`]: for text that may quote a key the
-/// exporter does not hold, such as a config file's line where a key was pasted by mistake.
+/// `text` with anything shaped like a key (`ctgo_` and 40 more visible characters, where the
+/// text then ends, has a space, or closes a quote or bracket) shown as [`REDACTED_KEY`]: for
+/// text that may quote a key the exporter does not hold, such as a config file's line where a
+/// key was pasted by mistake. A path such as `/srv/ctgo_exports/leads.db` is left alone.
 pub fn scrub_key_like(text: &str) -> std::borrow::Cow<'_, str> {
-    const MIN_TAIL: usize = 32;
-    let key_char = |b: &u8| b.is_ascii_graphic() && !matches!(b, b'"' | b'\'' | b'\\' | b'`');
+    let tail_len = KEY_LEN - KEY_PREFIX.len();
     if !text.contains(KEY_PREFIX) {
         return text.into();
     }
@@ -33,15 +33,17 @@ pub fn scrub_key_like(text: &str) -> std::borrow::Cow<'_, str> {
     let mut rest = text;
     while let Some(at) = rest.find(KEY_PREFIX) {
         let after = &rest[at + KEY_PREFIX.len()..];
-        let tail = after
-            .bytes()
-            .take(KEY_LEN - KEY_PREFIX.len())
-            .take_while(key_char)
-            .count();
-        if tail >= MIN_TAIL {
+        let bytes = after.as_bytes();
+        let whole = bytes.len() >= tail_len
+            && bytes[..tail_len].iter().all(u8::is_ascii_graphic)
+            && bytes.get(tail_len).is_none_or(|b| {
+                !b.is_ascii_graphic()
+                    || matches!(b, b'"' | b'\'' | b'`' | b')' | b']' | b'}' | b',' | b'\\')
+            });
+        if whole {
             out.push_str(&rest[..at]);
             out.push_str(REDACTED_KEY);
-            rest = &after[tail..];
+            rest = &after[tail_len..];
         } else {
             out.push_str(&rest[..at + KEY_PREFIX.len()]);
             rest = after;
@@ -49,6 +51,35 @@ pub fn scrub_key_like(text: &str) -> std::borrow::Cow<'_, str> {
     }
     out.push_str(rest);
     out.into()
+}
+
+#[cfg(test)]
+mod scrub_tests {
+    use super::*;
+
+    #[test]
+    fn key_shaped_text_is_scrubbed_and_paths_are_not() {
+        let key = "ctgo_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789_abc";
+        assert_eq!(key.len(), KEY_LEN);
+        for (text, want) in [
+            (
+                format!("api_key = \"{key}\""),
+                "api_key = \"ctgo_****\"".to_string(),
+            ),
+            (key.to_string(), "ctgo_****".into()),
+            (format!("a {key} b {key}"), "a ctgo_**** b ctgo_****".into()),
+            (format!("[{key}]"), "[ctgo_****]".into()),
+        ] {
+            assert_eq!(scrub_key_like(&text), want);
+        }
+        for path in [
+            "sqlite:/srv/ctgo_exports/production/leads_2026.db",
+            "/var/lib/ctgo_export/a/very/long/directory/name/that/goes/on/leads.db",
+            "ctgo_****",
+        ] {
+            assert_eq!(scrub_key_like(path), path);
+        }
+    }
 }
 
 /// A well-formed key (`ctgo_` + 40 more visible ASCII characters). `Debug` and `Display` print

@@ -131,6 +131,7 @@ where
                         endpoint: endpoint.to_string(),
                         waits: waits_in_a_row,
                         last_wait_secs: retry_after.as_secs(),
+                        max_wait_secs: tuning.max_retry_after.as_secs(),
                     });
                 }
                 counters.rate_limited.fetch_add(1, Ordering::Relaxed);
@@ -394,6 +395,10 @@ mod tests {
                 ..
             }
         ));
+        assert!(
+            err.to_string().contains("asked to wait 86400 s"),
+            "one long Retry-After is said as such: {err}"
+        );
         assert_eq!(fake.clock.elapsed(), Duration::ZERO);
     }
 }

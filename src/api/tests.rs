@@ -637,6 +637,12 @@ async fn the_key_appears_in_no_debug_error_or_log_line() {
             &[],
             &format!("not json: {KEY} {KEY} {}{KEY}", "z".repeat(150)),
         ),
+        // A key behind more (non-ASCII) blanks than the redacted window holds, cut by its end.
+        http(
+            "400 Bad Request",
+            &[("Content-Type", "text/plain; charset=utf-8")],
+            &format!("{}{KEY}", "\u{3000}".repeat(21_840)),
+        ),
         // A key behind more blank lines than the redacted window holds, cut by its end.
         http(
             "400 Bad Request",
@@ -654,7 +660,7 @@ async fn the_key_appears_in_no_debug_error_or_log_line() {
     let c = client(&srv.base(), 3);
     let mut texts = vec![format!("{c:?}")];
     c.leads(&leads_q()).await.expect("page after faults");
-    for _ in 0..8 {
+    for _ in 0..9 {
         let err = c.leads(&leads_q()).await.expect_err("error");
         texts.push(err.to_string());
         texts.push(format!("{err:?}"));

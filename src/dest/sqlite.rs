@@ -48,7 +48,9 @@ fn foreign_tables(path: &Path) -> Option<String> {
     )
     .ok()?;
     let names: Vec<String> = conn
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name",
+        )
         .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
         .ok()?;
     if names.is_empty() || names.iter().any(|n| n.starts_with("_ctgo_")) {

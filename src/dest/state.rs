@@ -253,6 +253,34 @@ impl StateStore {
         Ok(())
     }
 
+    /// The `source_connection_id` of this destination and `source`: the one recorded by the
+    /// first job that read `source` here, so that it does not change with how the path is
+    /// spelled (a symlink, `..`) or where it is mounted later. A store from before it was
+    /// recorded keeps the id of its latest job, when that job read `source` too; otherwise
+    /// (a new destination, or one moving to another API) `computed` is recorded.
+    pub fn connection_id(&self, source: &str, computed: &str) -> rusqlite::Result<String> {
+        if self.meta("connection_source")?.as_deref() == Some(source)
+            && let Some(id) = self.meta("connection_id")?
+        {
+            return Ok(id);
+        }
+        let id = match self.bound_source()? {
+            Some(bound) if bound == source => self
+                .conn
+                .query_row(
+                    "SELECT source_connection_id FROM export_jobs ORDER BY rowid DESC LIMIT 1",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .unwrap_or_else(|| computed.to_string()),
+            _ => computed.to_string(),
+        };
+        self.set_meta("connection_source", source)?;
+        self.set_meta("connection_id", &id)?;
+        Ok(id)
+    }
+
     /// Which API (`source`, the base URL) the store holds an export of. Cursors and dedup
     /// state of one API would make an export of another skip leads (its cursor) and mark the
     /// first API's leads deleted (a full refresh).

@@ -225,7 +225,15 @@ pub async fn run_sync(cfg: JobConfig, cancel: Cancel) -> Result<JobOutcome, Dest
              runs (a --full-refresh finds it)."
         );
     }
-    let mut job = JobRecord::new(source_connection_id(&cfg), Utc::now());
+    // The id this destination has for this API (recorded by its first job), not one made
+    // again from how the path is spelled this time.
+    let connection_id = dest
+        .state()
+        .connection_id(source, &source_connection_id(&cfg).to_string())
+        .ok()
+        .and_then(|id| Uuid::parse_str(&id).ok())
+        .unwrap_or_else(|| source_connection_id(&cfg));
+    let mut job = JobRecord::new(connection_id, Utc::now());
     for t in &cfg.tables {
         job.touch_table(t.name());
     }
@@ -736,6 +744,7 @@ impl JobRun<'_> {
         for stream in scopes {
             let mut offset = 0u64;
             let mut recent: VecDeque<HashSet<i64>> = VecDeque::new();
+            let mut probing = false;
             loop {
                 if self.cancel.is_cancelled() {
                     return Err(StepError::Cancelled);
@@ -788,13 +797,19 @@ impl JobRun<'_> {
                     break;
                 }
                 if repeats_recent(&mut recent, out.ids.iter().copied()) {
-                    tracing::warn!(
-                        offset,
-                        "A runs page brought no run the previous pages did not (does the API ignore `offset`?); stopping."
-                    );
-                    listed_all = false;
+                    // After a short page of the default size (`probing`), the same page again
+                    // says the API ignores `offset` and that short page was the last.
+                    if !probing {
+                        tracing::warn!(
+                            offset,
+                            "A runs page brought no run the previous pages did not (does the API ignore `offset`?); stopping."
+                        );
+                        listed_all = false;
+                    }
                     break;
                 }
+                probing =
+                    n < facts.limit as usize && page.has_more.is_none() && page.total.is_none();
                 if !full && known && out.changed() == 0 && pending.is_empty() && out.newest_first()
                 {
                     tracing::debug!(
@@ -1018,13 +1033,15 @@ async fn fetch_leads(
     let mut recent: VecDeque<(u64, u64)> = VecDeque::new();
     let mut clock = StageClock::new("fetch");
     let mut pages = 0u64;
-    // The most records a page held that was not the last, and the largest `total`: a bound on
-    // the pages however the server pages (a server may serve fewer than asked).
+    // The fewest records a page held that was not the last, and the largest `total`: a bound
+    // on the pages however the server pages (a server may serve fewer than asked).
     let mut page_size: Option<u64> = None;
     let mut max_total: Option<u64> = None;
     // Records read, against the first page's `total` (see below).
     let mut read = 0u64;
     let mut first_total: Option<u64> = None;
+    // The last page was short but of the endpoint's default size, so one more was asked for.
+    let mut probing = false;
     let mut requests = Prefetch::new(client, q.clone());
     // Why pagination stopped before the end the API announced, if it did.
     let mut early: Option<String> = None;
@@ -1061,10 +1078,15 @@ async fn fetch_leads(
         if repeated {
             // Not handed on: the end marker goes to the mapper this page would have gone to.
             pages -= 1;
-            early = Some(format!(
-                "the API served the same leads page again at offset {} {EARLY_STOP_CAUSES}",
-                q.offset
-            ));
+            // After a short page of the default size, the request that asked whether more
+            // follow got the same page: a server that ignores `offset` too, and that short
+            // page was the last. Otherwise pages may be missing.
+            if !probing {
+                early = Some(format!(
+                    "the API served the same leads page again at offset {} {EARLY_STOP_CAUSES}",
+                    q.offset
+                ));
+            }
             break;
         }
         let end = last_page(PageFacts {
@@ -1076,6 +1098,7 @@ async fn fetch_leads(
             default_limit: crate::api::DEFAULT_LEADS_LIMIT,
         });
         read += n as u64;
+        probing = !end && n < limit as usize && has_more.is_none() && page.total.is_none();
         if !end {
             page_size = Some(page_size.map_or(n as u64, |s| s.min(n as u64)).max(1));
         }

@@ -373,6 +373,12 @@ pub struct SimConfig {
     pub page_cap: Option<usize>,
     /// Leave `hasMore` out of leads and runs pages (the envelope is open: `total` only).
     pub omit_has_more: bool,
+    /// Leave `total` out of leads and runs pages.
+    pub omit_total: bool,
+    /// After serving a leads page requested with offset 0 that has more, remove this many of
+    /// the leads it held (offsets shift back: as many later leads are skipped by the next
+    /// request).
+    pub removals_between_pages: usize,
     /// After serving a leads page requested with offset 0 that has more, add this many leads.
     pub arrivals_between_pages: usize,
     /// `discoveredAt` of those arrivals: this many minutes before the newest lead (0 = the
@@ -410,6 +416,8 @@ impl SimConfig {
             refuse_over_max_limit: true,
             page_cap: None,
             omit_has_more: false,
+            omit_total: false,
+            removals_between_pages: 0,
             arrivals_between_pages: 0,
             late_arrival_minutes: 0,
             malformed_every: None,
@@ -646,6 +654,12 @@ pub struct SimulateArgs {
     /// Leave `hasMore` out of leads and runs pages.
     #[arg(long)]
     pub no_has_more: bool,
+    /// Leave `total` out of leads and runs pages.
+    #[arg(long)]
+    pub no_total: bool,
+    /// After a first page that has more, remove N of its leads (offsets shift back).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub removals_between_pages: usize,
     /// Fraction (0 to 1) of data requests that get a random fault [default: 0, or 1 when
     /// --faults is given].
     #[arg(long, value_name = "F")]
@@ -711,6 +725,8 @@ impl SimulateArgs {
         cfg.refuse_over_max_limit = !self.clamp_limit;
         cfg.page_cap = self.page_cap.map(|n| n as usize);
         cfg.omit_has_more = self.no_has_more;
+        cfg.omit_total = self.no_total;
+        cfg.removals_between_pages = self.removals_between_pages;
         cfg.faults = FaultPlan {
             rate: fault_rate,
             kinds: self.faults.clone(),

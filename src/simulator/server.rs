@@ -560,7 +560,10 @@ impl State {
                 b",{\"id\":\"abc\",\"discoveredAt\":\"2026-06-01T00:00:00Z\",\"profile\":null}",
             );
         }
-        let _ = write!(body, "],\"total\":{total}");
+        body.push(b']');
+        if !self.cfg.omit_total {
+            let _ = write!(body, ",\"total\":{total}");
+        }
         if !self.cfg.omit_has_more {
             let _ = write!(body, ",\"hasMore\":{has_more}");
         }
@@ -572,6 +575,15 @@ impl State {
             total,
             "Simulator served a leads page."
         );
+        let removals = self.cfg.removals_between_pages;
+        if removals > 0 && requested_offset == 0 && has_more {
+            let ids: Vec<i64> = page
+                .iter()
+                .take(removals)
+                .filter_map(|&p| self.store.leads.get(p as usize).map(|l| l.id))
+                .collect();
+            self.store.remove_leads(&ids);
+        }
         let arrivals = self.cfg.arrivals_between_pages;
         if arrivals > 0 && requested_offset == 0 && has_more {
             let at = self
@@ -619,7 +631,10 @@ impl State {
             .map(|r| self.store.run_json(r))
             .collect();
         let has_more = offset.saturating_add(runs.len()) < total;
-        let mut page = json!({"runs": runs, "total": total});
+        let mut page = json!({ "runs": runs });
+        if !self.cfg.omit_total {
+            page["total"] = json!(total);
+        }
         if !self.cfg.omit_has_more {
             page["hasMore"] = json!(has_more);
         }

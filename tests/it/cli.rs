@@ -341,6 +341,56 @@ fn sigint_cancels_cleanly_and_the_next_run_completes() {
 }
 
 #[test]
+fn a_hangup_cancels_unless_ignored_and_a_doubled_signal_is_one_interrupt() {
+    let sim = sim_with(|c| {
+        c.leads = 1_500;
+        c.latency_ms = 100;
+    });
+    let t = TestDir::new();
+    let (dest, path) = t.sqlite();
+    let args = ["--page-size", "100"];
+    // (signals sent once the job is under way; whether SIGHUP is ignored at the start)
+    let cases: [(&[libc::c_int], bool, i32); 3] = [
+        (&[libc::SIGHUP], false, 130),
+        // One interrupt delivered twice (a terminal's process group and a wrapper forwarding
+        // it): one cancellation with its record, not a quit at once.
+        (&[libc::SIGINT, libc::SIGINT], false, 130),
+        // Under `nohup` a job outlives its terminal.
+        (&[libc::SIGHUP], true, 0),
+    ];
+    for (signals, nohup, code) in cases {
+        sim.reset_stats();
+        let mut cmd = if nohup {
+            let mut sh = std::process::Command::new("sh");
+            sh.arg("-c").arg("trap '' HUP; exec \"$0\" \"$@\"");
+            inside(sh, &sync_cmd(&sim, &dest, &args))
+        } else {
+            sync_cmd(&sim, &dest, &args)
+        };
+        let child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while sim.requests().leads < 3 {
+            assert!(Instant::now() < deadline, "job never started");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        for &sig in signals {
+            // SAFETY: kill(2) on the child's pid; no memory is involved.
+            assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, sig) }, 0);
+        }
+        let run = Run::from_output(child.wait_with_output().unwrap());
+        run.assert_code(code);
+        let job = run.job();
+        let status = if code == 0 { "COMPLETED" } else { "CANCELLED" };
+        assert_eq!(job["status"], status, "{signals:?} nohup {nohup}: {job}");
+    }
+    assert_eq!(sqlite_lead_ids(&path), expected_ids(&sim));
+}
+
+#[test]
 fn config_file_holds_sync_settings_and_flags_override_it() {
     let sim = sim(200);
     let t = TestDir::new();
@@ -990,4 +1040,10 @@ fn one_destination_has_one_source_connection_id_however_its_path_is_spelled() {
         .map(|d| sync_ok(&sim, d, &[])["source_connection_id"].clone())
         .collect();
     assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+    // A destination from before the id was recorded keeps the id of its latest job.
+    db(&file)
+        .execute("DELETE FROM _ctgo_meta WHERE key LIKE 'connection_%'", [])
+        .unwrap();
+    let id = sync_ok(&sim, &spellings[1], &[])["source_connection_id"].clone();
+    assert_eq!(id, ids[0]);
 }

@@ -227,3 +227,15 @@ pub fn have_strace() -> bool {
     }
     works
 }
+
+/// `outer` (strace, a shell) running `inner`: its program, arguments and environment.
+pub fn inside(mut outer: Command, inner: &Command) -> Command {
+    outer.arg(inner.get_program()).args(inner.get_args());
+    for (k, v) in inner.get_envs() {
+        match v {
+            Some(v) => outer.env(k, v),
+            None => outer.env_remove(k),
+        };
+    }
+    outer
+}

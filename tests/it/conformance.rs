@@ -1268,16 +1268,8 @@ fn under_strace(inner: std::process::Command, syscalls: &str, inject: &str) -> R
         .arg("-e")
         .arg(format!("trace={syscalls}"))
         .arg("-e")
-        .arg(format!("inject={syscalls}:{inject}"))
-        .arg(inner.get_program())
-        .args(inner.get_args());
-    for (k, v) in inner.get_envs() {
-        match v {
-            Some(v) => cmd.env(k, v),
-            None => cmd.env_remove(k),
-        };
-    }
-    Run::from_output(cmd.output().expect("run strace"))
+        .arg(format!("inject={syscalls}:{inject}"));
+    Run::from_output(inside(cmd, &inner).output().expect("run strace"))
 }
 
 /// One destination's state after a crash, then after the clean run that recovers it: both

@@ -208,7 +208,8 @@ fn a_server_that_serves_fewer_than_asked_is_read_to_its_end_and_loses_nothing() 
     let sim = sim_with(|c| {
         c.leads = 1_000;
         c.runs_per_stream = 40;
-        c.page_cap = Some(30);
+        // (Not 30, the runs endpoint's default page size: that alone would go on.)
+        c.page_cap = Some(25);
         c.omit_has_more = true;
     });
     let t = TestDir::new();
@@ -219,13 +220,59 @@ fn a_server_that_serves_fewer_than_asked_is_read_to_its_end_and_loses_nothing() 
         query_i64(&path, "SELECT count(*) FROM sync_runs") as usize,
         sim.run_ids().len()
     );
-    assert!(sim.run_ids().len() > 30, "runs span pages");
+    assert!(sim.run_ids().len() > 25, "runs span pages");
     let job = sync_ok(&sim, &dest, &["--full-refresh"]);
     assert_eq!(job["entities_deleted"], 0, "{job}");
     sim.add_leads(5);
     let job = sync_ok(&sim, &dest, &[]);
     assert_eq!(leads_counts(&job).0, 5, "{job}");
     assert_eq!(sqlite_live_lead_ids(&path), expected_ids(&sim));
+}
+
+#[test]
+fn a_server_that_says_nothing_of_more_pages_and_ignores_offset_ends_at_its_one_page() {
+    // No `hasMore`, no `total`, and exactly the default page size (100 leads, 30 runs): one
+    // more request asks whether more follow, and gets the same page again (the server ignores
+    // `offset`): so the short page was the last, and the export is complete.
+    let sim = sim_with(|c| {
+        c.leads = 100;
+        c.runs_per_stream = 6;
+        c.ignore_offset = true;
+        c.omit_has_more = true;
+        c.omit_total = true;
+    });
+    assert_eq!(sim.run_ids().len(), 30);
+    let t = TestDir::new();
+    let (dest, path) = t.sqlite();
+    let job = sync_ok(&sim, &dest, &[]);
+    assert_eq!(leads_counts(&job).0, 100, "{job}");
+    assert_eq!(query_i64(&path, "SELECT count(*) FROM sync_runs"), 30);
+    let job = sync_ok(&sim, &dest, &["--full-refresh"]);
+    assert_eq!(job["entities_deleted"], 0, "{job}");
+}
+
+#[test]
+fn leads_removed_under_a_first_read_fail_it_rather_than_skip_the_leads_behind_them() {
+    // Newest first, no `hasMore`: after the first page, 5 of its leads are removed, so the
+    // next pages start 5 leads later and 5 older leads are never served. The pages bring
+    // fewer leads than the first page's `total`: not the end, so the cursor stays.
+    let sim = sim_with(|c| {
+        c.leads = 1_000;
+        c.omit_has_more = true;
+        c.removals_between_pages = 5;
+    });
+    let t = TestDir::new();
+    let (dest, path) = t.sqlite();
+    let args = ["--page-size", "100", "--tables", "leads"];
+    pagination_failed(&sync(&sim, &dest, &args));
+    assert_eq!(query_i64(&path, "SELECT count(*) FROM _ctgo_cursor"), 0);
+    sim.update(|c| c.removals_between_pages = 0);
+    sync_ok(&sim, &dest, &args);
+    let have: std::collections::BTreeSet<i64> = sqlite_lead_ids(&path).into_iter().collect();
+    assert!(
+        expected_ids(&sim).iter().all(|id| have.contains(id)),
+        "every lead the API holds is exported"
+    );
 }
 
 #[test]
