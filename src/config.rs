@@ -195,6 +195,15 @@ pub struct FileConfig {
 }
 
 impl FileConfig {
+    /// Whether the file at `path` sets `json = true`, read as plain TOML: for a file that
+    /// the settings could not be taken from (a value of the wrong type), so that a scheduler
+    /// that asked for a record still gets one.
+    pub fn asks_for_json(path: Option<&Path>) -> bool {
+        path.and_then(|p| std::fs::read_to_string(p).ok())
+            .and_then(|text| text.parse::<toml::Table>().ok())
+            .is_some_and(|t| t.get("json").and_then(toml::Value::as_bool) == Some(true))
+    }
+
     /// The file of `--config` if one is given, else an empty one.
     pub fn load_given(path: Option<&Path>) -> Result<FileConfig, ConfigError> {
         path.map_or_else(|| Ok(FileConfig::default()), FileConfig::load)

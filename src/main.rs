@@ -73,6 +73,11 @@ fn init_tracing() {
 }
 
 async fn run(cli: Cli) -> i32 {
+    // For these the output is the work: one that could not be written (a full disk) fails.
+    let output_is_the_work = matches!(
+        cli.command,
+        Command::Jobs(_) | Command::Check(_) | Command::Schema(_)
+    );
     let result = match cli.command {
         Command::Sync(args) => sync(args).await,
         Command::Jobs(args) => jobs(args),
@@ -84,6 +89,7 @@ async fn run(cli: Cli) -> i32 {
         Command::Demo(args) => ctgo_export::demo::run(args).await,
     };
     match result {
+        Ok(_) if output_is_the_work && ctgo_export::term::stdout_failed() => exit::FAILED,
         Ok(code) => code,
         Err(err) => {
             ctgo_export::errln!("ctgo-export: {}", error_text(&err));
@@ -103,9 +109,19 @@ fn error_text(err: &anyhow::Error) -> String {
             text.push_str(&cause);
         }
     }
-    // The API's own texts are redacted with the key in hand; this catches a key quoted from
-    // anywhere else (a config file, a path) before it reaches a terminal or a log.
-    ctgo_export::api::key::scrub_key_like(&text).into_owned()
+    scrub(&text)
+}
+
+/// The API's own texts are redacted with the key in hand; this catches a key quoted from
+/// anywhere else (a config file, say) before it reaches a terminal or a log: anything shaped
+/// like a key, and the key of `CTGO_API_KEY` (whole, cut short, or without its prefix).
+fn scrub(text: &str) -> String {
+    use ctgo_export::api::key;
+    let text = key::scrub_key_like(text);
+    match std::env::var(config::KEY_ENV) {
+        Ok(k) if k.trim().len() > key::KEY_PREFIX.len() => key::redact_key_in(&text, k.trim()),
+        _ => text.into_owned(),
+    }
 }
 
 /// Usage and configuration errors exit 2, API refusals 3, the rest 1.
@@ -205,11 +221,9 @@ async fn sync(args: SyncArgs) -> anyhow::Result<i32> {
         Ok(cfg) => cfg,
         Err(e) => {
             // A script that asked for JSON still reads one record: with --json on the command
-            // line, or `json = true` in a config file that could be read.
+            // line, or `json = true` in a config file that is TOML at all.
             let json = args.json
-                || (!args.no_json
-                    && config::FileConfig::load_given(args.config.as_deref())
-                        .is_ok_and(|f| f.json == Some(true)));
+                || (!args.no_json && config::FileConfig::asks_for_json(args.config.as_deref()));
             if json {
                 print_unstarted_job(
                     Uuid::nil(),
@@ -298,7 +312,7 @@ fn print_unstarted_job(source_id: Uuid, tables: &[Table], error: &str, kind: &st
         job.touch_table(t.name());
     }
     let details = serde_json::json!({"kind": kind, "refused": false});
-    let error = ctgo_export::api::key::scrub_key_like(error).into_owned();
+    let error = scrub(error);
     let _ = job.fail(error, Some(details), Utc::now());
     ctgo_export::outln!("{}", job.to_json_line());
 }

@@ -3,18 +3,30 @@
 //! panic (exit 101). `println!` and `eprintln!` panic on a failed write; these do not.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// A line could not be written to stdout for another reason than a reader that went away.
+static STDOUT_FAILED: AtomicBool = AtomicBool::new(false);
 
 /// Print a line on stdout (`--json` records, listings). A reader that went away is not an
-/// error of ours; another failure (a full disk) is said on stderr.
+/// error of ours; another failure (a full disk) is said on stderr, once, and remembered
+/// ([`stdout_failed`]).
 pub fn out_line(line: &str) {
     let mut out = std::io::stdout().lock();
     if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush())
         && e.kind() != std::io::ErrorKind::BrokenPipe
+        && !STDOUT_FAILED.swap(true, Ordering::Relaxed)
     {
         err_line(&format!(
             "ctgo-export: cannot write to standard output: {e}"
         ));
     }
+}
+
+/// Whether a line could not be written to stdout (a reader that went away aside): a command
+/// whose output is its whole work (`jobs`, `schema`, `check`) then failed.
+pub fn stdout_failed() -> bool {
+    STDOUT_FAILED.load(Ordering::Relaxed)
 }
 
 /// Print a line on stderr, around the progress bar; a failed write is dropped (there is no

@@ -20,6 +20,55 @@ pub const KEY_LEN: usize = 45;
 /// What a key prints as, everywhere.
 pub const REDACTED_KEY: &str = "ctgo_****";
 
+/// The fewest characters of the key's secret part (after `ctgo_`), from its start, that
+/// count as the key: a text quoting the key cut short, or without its prefix, is redacted too.
+const SECRET_MIN_SHOWN: usize = 6;
+
+/// `text` with `key` redacted wherever it shows: whole, or as any run of at least
+/// [`SECRET_MIN_SHOWN`] characters from the start of its secret part (with or without `ctgo_`
+/// in any case before it), as it is and as a JSON string holds it (a key may contain `"` or
+/// `\`).
+pub fn redact_key_in(text: &str, key: &str) -> String {
+    let out = redact_secret(text, key.strip_prefix(KEY_PREFIX).unwrap_or(key));
+    match serde_json::to_string(key) {
+        Ok(quoted) if quoted[1..quoted.len() - 1] != *key => {
+            let escaped = &quoted[1..quoted.len() - 1];
+            redact_secret(&out, escaped.strip_prefix(KEY_PREFIX).unwrap_or(escaped))
+        }
+        _ => out,
+    }
+}
+
+fn redact_secret(text: &str, secret: &str) -> String {
+    let Some(needle) = secret.get(..SECRET_MIN_SHOWN) else {
+        return text.to_string();
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(needle) {
+        let tail = &rest[at..];
+        let shown = tail
+            .bytes()
+            .zip(secret.bytes())
+            .take_while(|(a, b)| a == b)
+            .count();
+        let before = &rest[..at];
+        let start = match before.len().checked_sub(KEY_PREFIX.len()) {
+            Some(p)
+                if before.is_char_boundary(p) && before[p..].eq_ignore_ascii_case(KEY_PREFIX) =>
+            {
+                p
+            }
+            _ => at,
+        };
+        out.push_str(&rest[..start]);
+        out.push_str(REDACTED_KEY);
+        rest = &tail[shown..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// `text` with anything shaped like a key (`ctgo_` and 40 more visible characters, where the
 /// text then ends, has a space, or closes a quote or bracket) shown as [`REDACTED_KEY`]: for
 /// text that may quote a key the exporter does not hold, such as a config file's line where a
@@ -56,6 +105,31 @@ pub fn scrub_key_like(text: &str) -> std::borrow::Cow<'_, str> {
 #[cfg(test)]
 mod scrub_tests {
     use super::*;
+
+    #[test]
+    fn the_key_is_redacted_whole_cut_short_or_without_its_prefix() {
+        let key = "ctgo_Zq8XyW3kP9mN2vB7cT4hJ6rL1sD5fG0aQeRuIoYx";
+        for (text, want) in [
+            (format!("bad key {key}!"), "bad key ctgo_****!"),
+            (
+                "bad key ctgo_Zq8XyW3kP9mN2vB7cT4hJ6rL1 here".into(),
+                "bad key ctgo_**** here",
+            ),
+            (
+                "<html>CTGO_Zq8XyW3k</html>".into(),
+                "<html>ctgo_****</html>",
+            ),
+            (
+                "Zq8XyW3kP9mN2vB7cT4hJ6rL1sD5fG0aQeRuIoYx".into(),
+                "ctgo_****",
+            ),
+            ("x Zq8XyW y".into(), "x ctgo_**** y"),
+            // Five characters of the secret are not taken for it.
+            ("Zq8Xy and ctgo_export".into(), "Zq8Xy and ctgo_export"),
+        ] {
+            assert_eq!(redact_key_in(&text, key), want);
+        }
+    }
 
     #[test]
     fn key_shaped_text_is_scrubbed_and_paths_are_not() {

@@ -771,17 +771,9 @@ impl ApiClient {
         text.push_str(key::REDACTED_KEY);
     }
 
-    /// Replace the key wherever it occurs in text that came from outside: as it is, and as a
-    /// JSON string holds it (a key may contain `"` or `\`).
+    /// Replace the key wherever it occurs in text that came from outside ([`key::redact_key_in`]).
     fn redact(&self, s: &str) -> String {
-        let key = self.key.expose();
-        let out = s.replace(key, key::REDACTED_KEY);
-        match serde_json::to_string(key) {
-            Ok(quoted) if quoted[1..quoted.len() - 1] != *key => {
-                out.replace(&quoted[1..quoted.len() - 1], key::REDACTED_KEY)
-            }
-            _ => out,
-        }
+        key::redact_key_in(s, self.key.expose())
     }
 }
 
@@ -808,6 +800,14 @@ fn retry_after(h: &HeaderMap) -> Duration {
     let v = v.trim();
     if let Ok(secs) = v.parse::<u64>() {
         return Duration::from_secs(secs);
+    }
+    // Seconds too many for a u64, or written as `1e9` or `2.5`: still a number of seconds
+    // (capped far above any wait a job takes, so it is refused as too long, not guessed).
+    if let Ok(secs) = v.parse::<f64>()
+        && secs.is_finite()
+        && secs >= 0.0
+    {
+        return Duration::from_secs_f64(secs.min(1e12));
     }
     if let Ok(at) = DateTime::parse_from_rfc2822(v) {
         let secs = (at.with_timezone(&Utc) - Utc::now()).num_seconds().max(0);

@@ -758,6 +758,10 @@ fn retry_after_header_forms() {
     assert_eq!(h("Wed, 21 Oct 2015 07:28:00 GMT"), Duration::ZERO);
     assert_eq!(h("soon"), retry::DEFAULT_RETRY_AFTER);
     assert_eq!(h("-3"), retry::DEFAULT_RETRY_AFTER);
+    // Seconds past a u64, or in another number form: long waits, refused as such.
+    assert_eq!(h("2.5"), Duration::from_millis(2_500));
+    assert_eq!(h("1e9"), Duration::from_secs(1_000_000_000));
+    assert!(h("999999999999999999999") > retry::DEFAULT_MAX_RETRY_AFTER);
     assert_eq!(retry_after(&HeaderMap::new()), retry::DEFAULT_RETRY_AFTER);
 }
 

@@ -33,8 +33,8 @@ pub fn lock_path(path: &Path) -> PathBuf {
     PathBuf::from(format!("{}.lock", real.display()))
 }
 
-/// The tables of an existing database that no job of ours wrote (it holds tables, none of
-/// them our state's), listed for the message; `None` for a new, empty or exported database.
+/// The tables (and views) of an existing database that no job of ours wrote (it holds some,
+/// none of them our state's), listed for the message; `None` for a new, empty or exported database.
 /// Writing into it would add our tables beside another application's, and fail on its own
 /// `leads` only after spending requests.
 fn foreign_tables(path: &Path) -> Option<String> {
@@ -49,7 +49,8 @@ fn foreign_tables(path: &Path) -> Option<String> {
     .ok()?;
     let names: Vec<String> = conn
         .prepare(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name",
+            "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') \
+             AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name",
         )
         .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
         .ok()?;

@@ -745,6 +745,7 @@ impl JobRun<'_> {
             let mut offset = 0u64;
             let mut recent: VecDeque<HashSet<i64>> = VecDeque::new();
             let mut probing = false;
+            let mut served: Option<u64> = None;
             loop {
                 if self.cancel.is_cancelled() {
                     return Err(StepError::Cancelled);
@@ -792,6 +793,7 @@ impl JobRun<'_> {
                     has_more: page.has_more,
                     total: page.total,
                     default_limit: crate::api::DEFAULT_RUNS_LIMIT,
+                    served,
                 };
                 if last_page(facts) || stream.is_some() {
                     break;
@@ -808,8 +810,8 @@ impl JobRun<'_> {
                     }
                     break;
                 }
-                probing =
-                    n < facts.limit as usize && page.has_more.is_none() && page.total.is_none();
+                probing = facts.asks_again();
+                served = Some(served.map_or(n as u64, |s| s.min(n as u64)));
                 if !full && known && out.changed() == 0 && pending.is_empty() && out.newest_first()
                 {
                     tracing::debug!(
@@ -1089,16 +1091,18 @@ async fn fetch_leads(
             }
             break;
         }
-        let end = last_page(PageFacts {
+        let facts = PageFacts {
             n,
             limit,
             offset: q.offset,
             has_more,
             total: page.total,
             default_limit: crate::api::DEFAULT_LEADS_LIMIT,
-        });
+            served: page_size,
+        };
+        let end = last_page(facts);
         read += n as u64;
-        probing = !end && n < limit as usize && has_more.is_none() && page.total.is_none();
+        probing = facts.asks_again();
         if !end {
             page_size = Some(page_size.map_or(n as u64, |s| s.min(n as u64)).max(1));
         }
@@ -1387,13 +1391,32 @@ struct PageFacts {
     total: Option<u64>,
     /// The endpoint's documented default page size.
     default_limit: u32,
+    /// The fewest records an earlier page held that was not the last: the size the server
+    /// serves when it serves fewer than asked.
+    served: Option<u64>,
+}
+
+impl PageFacts {
+    /// A short page without `hasMore` that is exactly as full as the server's pages are (the
+    /// size it served before, or the endpoint's default: a server that ignores `limit`) and
+    /// that `total` does not show to be followed by more: one more request settles whether
+    /// it was the last. (`total` alone does not: one too low would drop the leads after it.)
+    fn asks_again(&self) -> bool {
+        let more_by_total = self
+            .total
+            .is_some_and(|t| self.offset + (self.n as u64) < t);
+        self.n > 0
+            && self.has_more.is_none()
+            && self.n < self.limit as usize
+            && !more_by_total
+            && (self.n == self.default_limit as usize || self.served == Some(self.n as u64))
+    }
 }
 
 /// Whether a page is the last. An empty page is; otherwise the API's `hasMore` decides when
-/// given. Without it a full page is not, and a short page is unless `total` says more follow
-/// (a server that serves fewer than asked, its own maximum being lower) or, without `total`,
-/// it holds exactly the endpoint's default page size (a server that ignores `limit`): one
-/// more request settles that, where taking the page for the last would lose the rest.
+/// given. Without it a full page is not, and a short page is, unless `total` says more follow
+/// (a server whose own maximum is lower than the `limit` asked serves fewer without a word)
+/// or [`PageFacts::asks_again`].
 fn last_page(p: PageFacts) -> bool {
     if p.n == 0 {
         return true;
@@ -1402,8 +1425,8 @@ fn last_page(p: PageFacts) -> bool {
         Some(more) => !more,
         None if p.n >= p.limit as usize => false,
         None => match p.total {
-            Some(total) => p.offset + p.n as u64 >= total,
-            None => p.n != p.default_limit as usize,
+            Some(total) if p.offset + (p.n as u64) < total => false,
+            _ => !p.asks_again(),
         },
     }
 }
@@ -1435,6 +1458,7 @@ mod tests {
             has_more,
             total,
             default_limit: 100,
+            served: None,
         };
         // An empty page ends; `hasMore` decides when given.
         assert!(last_page(p(0, Some(true), Some(5_000))));
@@ -1448,7 +1472,16 @@ mod tests {
         // the endpoint's default page size (a server ignoring `limit`).
         assert!(!last_page(p(100, None, Some(5_000))));
         assert!(!last_page(p(100, None, None)));
-        assert!(last_page(p(100, None, Some(1_100))));
+        // `total` saying this is the end does not settle a page as full as the server's
+        // pages: a total one too low would drop the leads after it.
+        assert!(!last_page(p(100, None, Some(1_100))));
+        let served = |n, total| PageFacts {
+            served: Some(80),
+            ..p(n, None, total)
+        };
+        assert!(!last_page(served(80, Some(1_080))));
+        assert!(last_page(served(79, Some(1_079))));
+        assert!(!last_page(served(80, None)));
     }
 
     /// A lead discovered at second `sec` after 2026-06-02T09:00:00Z.

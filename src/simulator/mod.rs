@@ -375,6 +375,8 @@ pub struct SimConfig {
     pub omit_has_more: bool,
     /// Leave `total` out of leads and runs pages.
     pub omit_total: bool,
+    /// Added to the `total` of leads pages: a server whose count is a little off.
+    pub total_skew: i64,
     /// After serving a leads page requested with offset 0 that has more, remove this many of
     /// the leads it held (offsets shift back: as many later leads are skipped by the next
     /// request).
@@ -417,6 +419,7 @@ impl SimConfig {
             page_cap: None,
             omit_has_more: false,
             omit_total: false,
+            total_skew: 0,
             removals_between_pages: 0,
             arrivals_between_pages: 0,
             late_arrival_minutes: 0,

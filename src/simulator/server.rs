@@ -562,7 +562,8 @@ impl State {
         }
         body.push(b']');
         if !self.cfg.omit_total {
-            let _ = write!(body, ",\"total\":{total}");
+            let shown = (total as i64).saturating_add(self.cfg.total_skew).max(0);
+            let _ = write!(body, ",\"total\":{shown}");
         }
         if !self.cfg.omit_has_more {
             let _ = write!(body, ",\"hasMore\":{has_more}");

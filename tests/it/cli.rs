@@ -923,6 +923,17 @@ fn a_database_of_another_application_is_refused_before_any_request() {
         !t.path("crm.db.lock").exists(),
         "no lock file left beside it"
     );
+    // A view is someone's too; an empty database is a new destination.
+    let views = t.path("views.db");
+    db(&views)
+        .execute_batch("CREATE VIEW answer AS SELECT 42;")
+        .unwrap();
+    sync(&sim, &format!("sqlite:{}", views.display()), &[]).assert_code(2);
+    let empty = t.path("empty.db");
+    db(&empty)
+        .execute_batch("PRAGMA user_version = 1;")
+        .unwrap();
+    sync_ok(&sim, &format!("sqlite:{}", empty.display()), &[]);
 }
 
 #[test]
@@ -961,19 +972,26 @@ fn a_key_pasted_into_the_config_file_is_not_quoted_by_its_parse_error() {
         format!("api_key = \"{KEY}\""),
         format!("api_key_file = {KEY}"),
         format!("json = \"{KEY}\""),
+        // The key of CTGO_API_KEY, cut short and without its prefix, where a value goes.
+        format!("lookback = \"{}\"", &KEY[5..30]),
     ] {
         let config = t.path("leak.toml");
         std::fs::write(&config, format!("dest = \"{dest}\"\n{line}\n")).unwrap();
         for sub in ["sync", "jobs"] {
             let mut cmd = command();
-            cmd.args([sub, "--config", config.to_str().unwrap()]);
+            cmd.env("CTGO_API_KEY", KEY)
+                .args([sub, "--config", config.to_str().unwrap()]);
             if sub == "sync" {
                 cmd.arg("--json");
             }
             let run = Run::from_output(cmd.output().unwrap());
+            if line.starts_with("lookback") && sub == "jobs" {
+                // (jobs does not read the lookback)
+                continue;
+            }
             run.assert_code(2);
             assert!(
-                run.stderr.contains("line 2"),
+                (run.stderr.contains("line 2") || line.starts_with("lookback")),
                 "{sub} {line}: {}",
                 run.stderr
             );
@@ -1001,6 +1019,18 @@ fn a_bad_number_in_the_environment_is_named_and_json_is_printed_as_the_file_asks
         ),
     )
     .unwrap();
+    // A value of the wrong type in the file itself: its settings cannot be taken, but it
+    // still asks for the record.
+    let typed = t.path("typed.toml");
+    std::fs::write(&typed, "json = true\nmax_retries = \"x\"\n").unwrap();
+    let run = Run::from_output(
+        command()
+            .args(["sync", "--config", typed.to_str().unwrap()])
+            .output()
+            .unwrap(),
+    );
+    run.assert_code(2);
+    assert_eq!(run.job()["status"], "FAILED");
     for (var, value) in [
         ("CTGO_REQUESTS_PER_MINUTE", "abc"),
         ("CTGO_MAX_RETRIES", "-1"),
