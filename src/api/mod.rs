@@ -187,6 +187,45 @@ fn parse_forgiving<T>(
     }
 }
 
+/// `text` with JSON's escapes of single characters (`\u0079`, `\/`, `\\`, `\"`) decoded, so
+/// that a quote of a body shows, and redacts, what the escapes stand for.
+fn decode_json_escapes(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains('\\') {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('\\') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        let (decoded, used) = match after.as_bytes().first() {
+            Some(b'/') => (Some('/'), 1),
+            Some(b'\\') => (Some('\\'), 1),
+            Some(b'"') => (Some('"'), 1),
+            Some(b'u') => (
+                after
+                    .get(1..5)
+                    .and_then(|h| u32::from_str_radix(h, 16).ok())
+                    .and_then(char::from_u32),
+                5,
+            ),
+            _ => (None, 0),
+        };
+        match decoded {
+            Some(c) => {
+                out.push(c);
+                rest = &after[used..];
+            }
+            None => {
+                out.push('\\');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out.into()
+}
+
 /// `text` with every raw control character inside a JSON string escaped (`\t`, `\u0000`, ...);
 /// `None` when there is none.
 fn escape_controls_in_strings(text: &str) -> Option<String> {
@@ -486,19 +525,44 @@ impl ApiClient {
         .await
     }
 
-    /// `GET /me`, as returned.
+    /// `GET /me`, as returned, but with the key redacted from every string in it (`check
+    /// --json` prints it: an account endpoint may well echo the key).
     pub async fn me(&self) -> Result<serde_json::Value, ApiError> {
         let (endpoint, url) = self.url("/me");
-        self.get(&endpoint, url, "JSON object", |body| {
-            parse_forgiving(body, "JSON object", |text| {
-                match serde_json::from_str::<serde_json::Value>(text) {
-                    Ok(v @ serde_json::Value::Object(_)) => Ok(v),
-                    Ok(_) => Err("expected a JSON object".to_string()),
-                    Err(e) => Err(format!("not JSON ({e})")),
-                }
+        let mut me = self
+            .get(&endpoint, url, "JSON object", |body| {
+                parse_forgiving(body, "JSON object", |text| {
+                    match serde_json::from_str::<serde_json::Value>(text) {
+                        Ok(v @ serde_json::Value::Object(_)) => Ok(v),
+                        Ok(_) => Err("expected a JSON object".to_string()),
+                        Err(e) => Err(format!("not JSON ({e})")),
+                    }
+                })
             })
-        })
-        .await
+            .await?;
+        self.redact_strings(&mut me);
+        Ok(me)
+    }
+
+    /// Every string in `v` (decoded, so escapes hide nothing) with the key redacted.
+    fn redact_strings(&self, v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::String(s) => *s = self.redact(s),
+            serde_json::Value::Array(items) => {
+                items.iter_mut().for_each(|i| self.redact_strings(i))
+            }
+            serde_json::Value::Object(map) => {
+                let redacted: serde_json::Map<String, serde_json::Value> = std::mem::take(map)
+                    .into_iter()
+                    .map(|(k, mut v)| {
+                        self.redact_strings(&mut v);
+                        (self.redact(&k), v)
+                    })
+                    .collect();
+                *map = redacted;
+            }
+            _ => {}
+        }
     }
 
     pub fn stats(&self) -> ClientStats {
@@ -747,7 +811,7 @@ impl ApiClient {
         // forward (the mark is shorter than a key), so a window only a little longer than the
         // quote would let a key from past its end slide under the cut half redacted.
         let head = &body[..body.len().min(REDACT_WINDOW_BYTES)];
-        let text: String = String::from_utf8_lossy(head)
+        let text: String = decode_json_escapes(&String::from_utf8_lossy(head))
             .chars()
             .map(|c| if c.is_control() { ' ' } else { c })
             .collect();

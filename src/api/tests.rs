@@ -250,7 +250,14 @@ async fn streams_and_me_parse() {
             &[],
             r#"{"streams":[{"id":42,"name":"A"},{"id":43}]}"#,
         ),
-        http("200 OK", &[], r#"{"user":{"name":"Ann"}}"#),
+        http(
+            "200 OK",
+            &[],
+            &format!(
+                r#"{{"user":{{"name":"Ann"}},"apiKey":"{KEY}","keys":[{{"prefix":"{}"}}]}}"#,
+                &KEY[..14]
+            ),
+        ),
     ])
     .await;
     let c = client(&srv.base(), 0);
@@ -259,6 +266,9 @@ async fn streams_and_me_parse() {
     assert_eq!(s[0]["id"], 42);
     let me = c.me().await.expect("me");
     assert_eq!(me["user"]["name"], "Ann");
+    // An account endpoint that echoes the key: `check --json` prints this value.
+    assert_eq!(me["apiKey"], "ctgo_****");
+    assert_eq!(me["keys"][0]["prefix"], "ctgo_****");
 }
 
 #[tokio::test]
@@ -709,6 +719,19 @@ fn a_page_with_a_bom_bytes_not_utf8_or_raw_control_characters_is_read_repaired()
     for bad in [&b"<html>"[..], b"{\"leads\":[]\x00}"] {
         assert!(LeadsPage::parse(bad, 100).is_err());
     }
+}
+
+#[test]
+fn a_quoted_body_shows_json_escapes_decoded_so_an_escaped_key_is_redacted() {
+    let c = client("http://127.0.0.1:9/api/v2", 0);
+    let escaped = format!("{}\\u{:04x}{}", &KEY[..7], KEY.as_bytes()[7], &KEY[8..]);
+    let body = format!(r#"{{"message":"{escaped}","leads":5,"path":"a\/b"}}"#);
+    let quoted = c.snippet_text(body.as_bytes());
+    assert!(!quoted.contains(&KEY[8..20]), "{quoted}");
+    assert!(
+        quoted.contains("ctgo_****") && quoted.contains("a/b"),
+        "{quoted}"
+    );
 }
 
 #[test]

@@ -744,7 +744,6 @@ impl JobRun<'_> {
         for stream in scopes {
             let mut offset = 0u64;
             let mut recent: VecDeque<HashSet<i64>> = VecDeque::new();
-            let mut probing = false;
             let mut served: Option<u64> = None;
             loop {
                 if self.cancel.is_cancelled() {
@@ -799,18 +798,15 @@ impl JobRun<'_> {
                     break;
                 }
                 if repeats_recent(&mut recent, out.ids.iter().copied()) {
-                    // After a short page of the default size (`probing`), the same page again
-                    // says the API ignores `offset` and that short page was the last.
-                    if !probing {
-                        tracing::warn!(
-                            offset,
-                            "A runs page brought no run the previous pages did not (does the API ignore `offset`?); stopping."
-                        );
-                        listed_all = false;
-                    }
+                    // (Also after a short page asked past: a server that ignores `offset` and
+                    // caps its pages cannot be told from one whose first page was all.)
+                    tracing::warn!(
+                        offset,
+                        "A runs page brought no run the previous pages did not (does the API ignore `offset`?); stopping."
+                    );
+                    listed_all = false;
                     break;
                 }
-                probing = facts.asks_again();
                 served = Some(served.map_or(n as u64, |s| s.min(n as u64)));
                 if !full && known && out.changed() == 0 && pending.is_empty() && out.newest_first()
                 {
@@ -1042,8 +1038,6 @@ async fn fetch_leads(
     // Records read, against the first page's `total` (see below).
     let mut read = 0u64;
     let mut first_total: Option<u64> = None;
-    // The last page was short but of the endpoint's default size, so one more was asked for.
-    let mut probing = false;
     let mut requests = Prefetch::new(client, q.clone());
     // Why pagination stopped before the end the API announced, if it did.
     let mut early: Option<String> = None;
@@ -1080,15 +1074,12 @@ async fn fetch_leads(
         if repeated {
             // Not handed on: the end marker goes to the mapper this page would have gone to.
             pages -= 1;
-            // After a short page of the default size, the request that asked whether more
-            // follow got the same page: a server that ignores `offset` too, and that short
-            // page was the last. Otherwise pages may be missing.
-            if !probing {
-                early = Some(format!(
-                    "the API served the same leads page again at offset {} {EARLY_STOP_CAUSES}",
-                    q.offset
-                ));
-            }
+            // (Also after a short page asked past: a server that ignores `offset` and caps its
+            // pages cannot be told from one whose first page was all, so not the end.)
+            early = Some(format!(
+                "the API served the same leads page again at offset {} {EARLY_STOP_CAUSES}",
+                q.offset
+            ));
             break;
         }
         let facts = PageFacts {
@@ -1102,7 +1093,6 @@ async fn fetch_leads(
         };
         let end = last_page(facts);
         read += n as u64;
-        probing = facts.asks_again();
         if !end {
             page_size = Some(page_size.map_or(n as u64, |s| s.min(n as u64)).max(1));
         }
@@ -1402,14 +1392,17 @@ impl PageFacts {
     /// that `total` does not show to be followed by more: one more request settles whether
     /// it was the last. (`total` alone does not: one too low would drop the leads after it.)
     fn asks_again(&self) -> bool {
-        let more_by_total = self
-            .total
-            .is_some_and(|t| self.offset + (self.n as u64) < t);
+        let end = self.offset + self.n as u64;
+        let more_by_total = self.total.is_some_and(|t| end < t);
+        // A page holding more than `total` says there are: that `total` says nothing.
+        let total_contradicted = self.total.is_some_and(|t| end > t);
         self.n > 0
             && self.has_more.is_none()
             && self.n < self.limit as usize
             && !more_by_total
-            && (self.n == self.default_limit as usize || self.served == Some(self.n as u64))
+            && (total_contradicted
+                || self.n == self.default_limit as usize
+                || self.served == Some(self.n as u64))
     }
 }
 

@@ -230,7 +230,8 @@ fn a_server_that_serves_fewer_than_asked_is_read_to_its_end_and_loses_nothing() 
 
     // Its `total` a little low (or high): a page as full as its pages that `total` calls
     // the last is asked past once, so the oldest leads are not dropped.
-    for skew in [-1, -30, 7] {
+    // (-290: a first page holding more leads than `total` says there are.)
+    for skew in [-1, -30, -290, 7] {
         let sim = sim_with(|c| {
             c.leads = 301;
             c.page_cap = Some(30);
@@ -255,25 +256,36 @@ fn a_server_that_serves_fewer_than_asked_is_read_to_its_end_and_loses_nothing() 
 }
 
 #[test]
-fn a_server_that_says_nothing_of_more_pages_and_ignores_offset_ends_at_its_one_page() {
-    // No `hasMore`, no `total`, and exactly the default page size (100 leads, 30 runs): one
-    // more request asks whether more follow, and gets the same page again (the server ignores
-    // `offset`): so the short page was the last, and the export is complete.
+fn a_server_that_ignores_offset_and_says_nothing_of_more_pages_fails_rather_than_loses_leads() {
+    // Pages of 100 (the default page size), no `hasMore`, no `total`, and `offset` ignored:
+    // the request past the first page gets that page again. A server whose first page was
+    // all cannot be told from one that caps its pages, so the export is not complete: the
+    // cursor stays, and a full refresh marks nothing deleted.
     let sim = sim_with(|c| {
-        c.leads = 100;
-        c.runs_per_stream = 6;
-        c.ignore_offset = true;
+        c.leads = 250;
+        c.page_cap = Some(100);
         c.omit_has_more = true;
         c.omit_total = true;
     });
-    assert_eq!(sim.run_ids().len(), 30);
     let t = TestDir::new();
     let (dest, path) = t.sqlite();
-    let job = sync_ok(&sim, &dest, &[]);
-    assert_eq!(leads_counts(&job).0, 100, "{job}");
-    assert_eq!(query_i64(&path, "SELECT count(*) FROM sync_runs"), 30);
-    let job = sync_ok(&sim, &dest, &["--full-refresh"]);
-    assert_eq!(job["entities_deleted"], 0, "{job}");
+    let args = ["--tables", "leads"];
+    // While `offset` is honoured, the short pages of 100 are asked past: all 250.
+    let job = sync_ok(&sim, &dest, &args);
+    assert_eq!(leads_counts(&job).0, 250, "{job}");
+    sim.update(|c| c.ignore_offset = true);
+    pagination_failed(&sync(&sim, &dest, &["--tables", "leads", "--full-refresh"]));
+    assert_eq!(
+        query_i64(
+            &path,
+            "SELECT count(*) FROM leads WHERE _deleted_at IS NOT NULL"
+        ),
+        0
+    );
+    let t = TestDir::new();
+    let (dest, path) = t.sqlite();
+    pagination_failed(&sync(&sim, &dest, &args));
+    assert_eq!(query_i64(&path, "SELECT count(*) FROM _ctgo_cursor"), 0);
 }
 
 #[test]
