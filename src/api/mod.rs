@@ -320,6 +320,8 @@ pub struct RunsPage {
     pub records: Vec<Box<RawValue>>,
     pub total: Option<u64>,
     pub has_more: Option<bool>,
+    /// The page size this page was asked with (the API's default when none was sent).
+    pub limit_used: u32,
 }
 
 /// Counters of what the client did, for the job summary and for tests.
@@ -477,6 +479,11 @@ impl ApiClient {
     }
 
     pub async fn runs(&self, q: &RunsQuery) -> Result<RunsPage, ApiError> {
+        // Not sent when 0: the API's default applies.
+        let limit = match q.limit {
+            0 => DEFAULT_RUNS_LIMIT,
+            l => l.min(MAX_RUNS_LIMIT),
+        };
         let (endpoint, mut url) = match q.stream_id {
             Some(id) => self.url(&format!("/streams/{id}/runs")),
             None => self.url("/runs"),
@@ -484,7 +491,7 @@ impl ApiClient {
         {
             let mut qp = url.query_pairs_mut();
             if q.limit > 0 {
-                qp.append_pair("limit", &q.limit.min(MAX_RUNS_LIMIT).to_string());
+                qp.append_pair("limit", &limit.to_string());
             }
             if q.stream_id.is_none()
                 && let Some(offset) = q.offset
@@ -500,6 +507,7 @@ impl ApiClient {
                     records: env.runs,
                     total: env.total.as_ref().and_then(count),
                     has_more: env.has_more.as_ref().and_then(flag),
+                    limit_used: limit,
                 })
             })
         })

@@ -227,12 +227,13 @@ pub async fn run_sync(cfg: JobConfig, cancel: Cancel) -> Result<JobOutcome, Dest
     }
     // The id this destination has for this API (recorded by its first job), not one made
     // again from how the path is spelled this time.
+    let computed = source_connection_id(&cfg);
     let connection_id = dest
         .state()
-        .connection_id(source, &source_connection_id(&cfg).to_string())
+        .connection_id(source, &computed.to_string())
         .ok()
         .and_then(|id| Uuid::parse_str(&id).ok())
-        .unwrap_or_else(|| source_connection_id(&cfg));
+        .unwrap_or(computed);
     let mut job = JobRecord::new(connection_id, Utc::now());
     for t in &cfg.tables {
         job.touch_table(t.name());
@@ -784,10 +785,7 @@ impl JobRun<'_> {
                 );
                 let facts = PageFacts {
                     n,
-                    limit: match limit {
-                        0 => crate::api::DEFAULT_RUNS_LIMIT,
-                        l => l.min(crate::api::MAX_RUNS_LIMIT),
-                    },
+                    limit: page.limit_used,
                     offset,
                     has_more: page.has_more,
                     total: page.total,
@@ -807,7 +805,7 @@ impl JobRun<'_> {
                     listed_all = false;
                     break;
                 }
-                served = Some(served.map_or(n as u64, |s| s.min(n as u64)));
+                served = facts.served_after();
                 if !full && known && out.changed() == 0 && pending.is_empty() && out.newest_first()
                 {
                     tracing::debug!(
@@ -1033,7 +1031,7 @@ async fn fetch_leads(
     let mut pages = 0u64;
     // The fewest records a page held that was not the last, and the largest `total`: a bound
     // on the pages however the server pages (a server may serve fewer than asked).
-    let mut page_size: Option<u64> = None;
+    let mut served: Option<u64> = None;
     let mut max_total: Option<u64> = None;
     // Records read, against the first page's `total` (see below).
     let mut read = 0u64;
@@ -1089,17 +1087,15 @@ async fn fetch_leads(
             has_more,
             total: page.total,
             default_limit: crate::api::DEFAULT_LEADS_LIMIT,
-            served: page_size,
+            served,
         };
         let end = last_page(facts);
         read += n as u64;
         if !end {
-            page_size = Some(page_size.map_or(n as u64, |s| s.min(n as u64)).max(1));
+            served = facts.served_after();
         }
         // Twice the pages `total` implies at the size the server serves, plus slack.
-        let max_pages = max_total
-            .zip(page_size)
-            .map(|(t, s)| 2 * t.div_ceil(s) + 10);
+        let max_pages = max_total.zip(served).map(|(t, s)| 2 * t.div_ceil(s) + 10);
         let too_many = max_pages.is_some_and(|m| pages >= m);
         if !end && !too_many {
             // The next page is needed anyway: ask now, while this one is handed on. After a
@@ -1108,7 +1104,7 @@ async fn fetch_leads(
             // last).
             let next = q.offset + n as u64;
             requests.ahead(next);
-            if page_size == Some(n as u64) && max_pages.is_none_or(|m| pages + 1 < m) {
+            if served == Some(n as u64) && max_pages.is_none_or(|m| pages + 1 < m) {
                 requests.ahead(next + n as u64);
             }
         }
@@ -1387,19 +1383,31 @@ struct PageFacts {
 }
 
 impl PageFacts {
+    /// Whether `total` says more records follow this page.
+    fn more_by_total(&self) -> bool {
+        self.total
+            .is_some_and(|t| self.offset + (self.n as u64) < t)
+    }
+
+    /// [`Self::served`] once this page, not the last, is counted in.
+    fn served_after(&self) -> Option<u64> {
+        let n = self.n as u64;
+        Some(self.served.map_or(n, |s| s.min(n)))
+    }
+
     /// A short page without `hasMore` that is exactly as full as the server's pages are (the
     /// size it served before, or the endpoint's default: a server that ignores `limit`) and
     /// that `total` does not show to be followed by more: one more request settles whether
     /// it was the last. (`total` alone does not: one too low would drop the leads after it.)
     fn asks_again(&self) -> bool {
-        let end = self.offset + self.n as u64;
-        let more_by_total = self.total.is_some_and(|t| end < t);
         // A page holding more than `total` says there are: that `total` says nothing.
-        let total_contradicted = self.total.is_some_and(|t| end > t);
+        let total_contradicted = self
+            .total
+            .is_some_and(|t| self.offset + (self.n as u64) > t);
         self.n > 0
             && self.has_more.is_none()
             && self.n < self.limit as usize
-            && !more_by_total
+            && !self.more_by_total()
             && (total_contradicted
                 || self.n == self.default_limit as usize
                 || self.served == Some(self.n as u64))
@@ -1417,10 +1425,7 @@ fn last_page(p: PageFacts) -> bool {
     match p.has_more {
         Some(more) => !more,
         None if p.n >= p.limit as usize => false,
-        None => match p.total {
-            Some(total) if p.offset + (p.n as u64) < total => false,
-            _ => !p.asks_again(),
-        },
+        None => !p.more_by_total() && !p.asks_again(),
     }
 }
 
