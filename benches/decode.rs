@@ -118,6 +118,7 @@ fn main() -> anyhow::Result<()> {
     let ctx = MapContext {
         extracted_at_ms: 1_790_000_000_000,
         job_id: "01a20a1e-3e82-779a-90d0-61fa9321fdfd".into(),
+        floor_ms: None,
     };
 
     let value = time_best(&pages, rounds, |p| {

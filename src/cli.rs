@@ -9,14 +9,14 @@ use clap::{Args, Parser, Subcommand};
 use crate::simulator::SimulateArgs;
 
 /// The exit statuses of `sync`, for its `--help`.
-const EXIT_STATUSES: &str = "Exit status: 0 completed (also with quarantined records), 1 failed (or the destination is busy),\n2 usage or configuration error, 3 refused by the API (401, 403, 410), 130 cancelled (SIGINT/SIGTERM).";
+const EXIT_STATUSES: &str = "Exit status: 0 completed (also with quarantined records), 1 failed (or the destination is busy),\n2 usage or configuration error, 3 refused by the API (401, 403, 410), 130 cancelled (SIGINT, SIGTERM or SIGHUP).";
 
 #[derive(Debug, Parser)]
 #[command(
     name = "ctgo-export",
     version,
     about = "Export Catch The Good Ones leads and sync runs into SQLite, Parquet or CSV, incrementally and exactly once.",
-    after_help = "The API key comes from CTGO_API_KEY or --api-key-file, never from a flag.\nRUST_LOG=ctgo_export=debug shows what the exporter does (the key never appears).\n\nExit status: 0 completed (also with quarantined records), 1 failed, 2 usage or configuration error,\n3 refused by the API (401, 403, 410), 130 cancelled (SIGINT/SIGTERM)."
+    after_help = "The API key comes from CTGO_API_KEY or --api-key-file, never from a flag.\nRUST_LOG=ctgo_export=debug shows what the exporter does (the key never appears).\n\nExit status: 0 completed (also with quarantined records), 1 failed (or the destination is busy),\n2 usage or configuration error, 3 refused by the API (401, 403, 410), 130 cancelled (SIGINT, SIGTERM\nor SIGHUP)."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -101,8 +101,10 @@ pub struct SyncArgs {
     /// No byte order mark, even if the config file sets csv_bom = true.
     #[arg(long, overrides_with = "csv_bom")]
     pub no_csv_bom: bool,
-    /// Leads per page (1..=500).
-    #[arg(long, value_name = "N", hide = true)]
+    /// Leads per request (1..=500, the API's maximum) [default: 500]. Fewer means more
+    /// requests against the rate limit; for an API that serves fewer than asked, nothing to
+    /// set: pages of any size are read to the end.
+    #[arg(long, value_name = "N")]
     pub page_size: Option<u32>,
     /// Do not show a progress bar even on a terminal.
     #[arg(long, overrides_with = "progress")]
@@ -131,7 +133,8 @@ pub struct JobsArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct CheckArgs {
-    /// API base URL [default: https://www.catchthegoodones.com/api/v2].
+    /// API base URL (https; plain http only for loopback) [default:
+    /// https://www.catchthegoodones.com/api/v2].
     #[arg(long, env = "CTGO_BASE_URL", value_name = "URL")]
     pub base_url: Option<String>,
     /// Read the API key from this file (instead of CTGO_API_KEY).
@@ -144,7 +147,8 @@ pub struct CheckArgs {
     #[arg(long)]
     pub json: bool,
     /// How long one API request may take before it counts as a transient fault, e.g. 60s, 2m,
-    /// 500ms [default: 60s].
+    /// 500ms [default: 60s]. A transient fault is retried 3 times (a check is quick to run
+    /// again: sync's --max-retries does not apply).
     #[arg(long, env = "CTGO_TIMEOUT", value_name = "DURATION")]
     pub timeout: Option<String>,
 }

@@ -51,6 +51,13 @@ pub enum ConfigError {
     #[error("bad base URL {url:?}: {reason}")]
     BadBaseUrl { url: String, reason: String },
     #[error(
+        "the base URL holds the API key: the key goes only in CTGO_API_KEY or --api-key-file, never in a URL (it would travel in DNS queries and be kept in the destination)"
+    )]
+    KeyInBaseUrl,
+    /// A bad value of a flag that clap's own checks let through.
+    #[error("{0}")]
+    Usage(String),
+    #[error(
         "bad tables {0:?} (--tables, CTGO_TABLES or tables in the config file): use leads, sync_runs or both, comma-separated"
     )]
     BadTables(String),
@@ -272,6 +279,7 @@ impl JobConfig {
         let base_url = resolve_base_url(args.base_url.clone().or(file.base_url))?;
         let key_file = args.api_key_file.clone().or(file.api_key_file);
         let key = resolve_key(args.api_key_file.is_some(), key_file, env_key)?;
+        refuse_key_in_url(&base_url, &key)?;
         let streams = if args.streams.is_empty() {
             file.streams.unwrap_or_default()
         } else {
@@ -370,6 +378,16 @@ impl JobConfig {
             timeout: self.timeout,
         }
     }
+}
+
+/// A base URL that holds the key (pasted in the wrong place) is refused before it is used:
+/// a request would send the key to a DNS resolver, and the destination keeps the URL.
+pub fn refuse_key_in_url(url: &reqwest::Url, key: &ApiKey) -> Result<(), ConfigError> {
+    let text = url.as_str();
+    if crate::api::key::redact_key_in(text, key.expose()) != text {
+        return Err(ConfigError::KeyInBaseUrl);
+    }
+    Ok(())
 }
 
 /// The base URL: given, or the documented default.

@@ -269,7 +269,10 @@ async fn sync(args: SyncArgs) -> anyhow::Result<i32> {
     if json {
         ctgo_export::outln!("{}", outcome.job.to_json_line());
     }
-    ctgo_export::errln!("{}", summary_line(&outcome.job, outcome.requests));
+    ctgo_export::errln!(
+        "{}",
+        summary_line(&outcome.job, outcome.requests, outcome.rate_wait)
+    );
     if outcome.job.entities_failed > 0 {
         ctgo_export::errln!(
             "ctgo-export: {} records did not fit the schema; they are kept in the `rejects` table with the reason and their JSON",
@@ -285,7 +288,7 @@ async fn sync(args: SyncArgs) -> anyhow::Result<i32> {
 }
 
 /// One human line about a job.
-pub fn summary_line(job: &JobRecord, requests: u64) -> String {
+pub fn summary_line(job: &JobRecord, requests: u64, rate_wait: std::time::Duration) -> String {
     let mut parts = Vec::new();
     for (table, c) in &job.tables {
         parts.push(format!(
@@ -294,12 +297,21 @@ pub fn summary_line(job: &JobRecord, requests: u64) -> String {
         ));
     }
     format!(
-        "Job {} {} in {:.2} s ({} API request{}). {}",
+        "Job {} {} in {:.2} s ({} API request{}{}). {}",
         job.id,
         job.status,
         job.duration_seconds.unwrap_or_default(),
         requests,
         if requests == 1 { "" } else { "s" },
+        // Say where a long job's time went when it was the API's rate limit.
+        if rate_wait >= std::time::Duration::from_secs(1) {
+            format!(
+                ", {:.0} s of it waiting for the API's rate limit",
+                rate_wait.as_secs_f64()
+            )
+        } else {
+            String::new()
+        },
         parts.join("; ")
     )
 }
@@ -390,6 +402,7 @@ async fn check(args: CheckArgs) -> anyhow::Result<i32> {
         args.api_key_file.clone().or(file.api_key_file),
         std::env::var(config::KEY_ENV).ok(),
     )?;
+    config::refuse_key_in_url(&base_url, &key)?;
     let client = ApiClient::new(
         key,
         ctgo_export::api::ClientOptions {

@@ -51,6 +51,9 @@ pub struct MapContext {
     pub extracted_at_ms: i64,
     /// `_job_id` for every row.
     pub job_id: String,
+    /// Rows whose cursor field (`discoveredAt`) is earlier are read but not staged: the
+    /// `--since` floor of a leads export.
+    pub floor_ms: Option<i64>,
 }
 
 /// The dedup key of one mapped row.
@@ -1364,6 +1367,7 @@ mod tests {
         MapContext {
             extracted_at_ms: 1_780_000_000_000,
             job_id: "job-1".into(),
+            floor_ms: None,
         }
     }
 
@@ -1982,6 +1986,7 @@ mod tests {
         let other = MapContext {
             extracted_at_ms: 1,
             job_id: "job-2".into(),
+            floor_ms: None,
         };
         assert_eq!(map_leads(&[DOC_LEAD], &other).keys[0].hash, base);
     }

@@ -40,37 +40,42 @@ pub fn redact_key_in(text: &str, key: &str) -> String {
 }
 
 fn redact_secret(text: &str, secret: &str) -> String {
+    // In any ASCII case: a URL's host, for one, is lowercased on its way into an error.
+    // (Lowercasing ASCII keeps every byte where it was, so positions carry over.)
+    let secret = secret.to_ascii_lowercase();
     let Some(needle) = secret.get(..SECRET_MIN_SHOWN) else {
         return text.to_string();
     };
+    let lower = text.to_ascii_lowercase();
     let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find(needle) {
-        let tail = &rest[at..];
-        let shown = tail
+    let mut done = 0;
+    while let Some(found) = lower[done..].find(needle) {
+        let at = done + found;
+        let shown = lower[at..]
             .bytes()
             .zip(secret.bytes())
             .take_while(|(a, b)| a == b)
             .count();
-        let before = &rest[..at];
+        let before = &text[done..at];
         let start = match before.len().checked_sub(KEY_PREFIX.len()) {
             Some(p)
                 if before.is_char_boundary(p) && before[p..].eq_ignore_ascii_case(KEY_PREFIX) =>
             {
-                p
+                done + p
             }
             _ => at,
         };
-        out.push_str(&rest[..start]);
+        out.push_str(&text[done..start]);
         out.push_str(REDACTED_KEY);
-        rest = &tail[shown..];
+        done = at + shown;
     }
-    out.push_str(rest);
+    out.push_str(&text[done..]);
     out
 }
 
 /// `text` with anything shaped like a key (`ctgo_` and 40 more visible characters, where the
-/// text then ends, has a space, or closes a quote or bracket) shown as [`REDACTED_KEY`]: for
+/// text then ends, has a space, closes a quote or bracket, or goes on as a URL would: `/`,
+/// `:`, `?`, ...) shown as [`REDACTED_KEY`]: for
 /// text that may quote a key the exporter does not hold, such as a config file's line where a
 /// key was pasted by mistake. A path such as `/srv/ctgo_exports/leads.db` is left alone.
 pub fn scrub_key_like(text: &str) -> std::borrow::Cow<'_, str> {
@@ -87,7 +92,23 @@ pub fn scrub_key_like(text: &str) -> std::borrow::Cow<'_, str> {
             && bytes[..tail_len].iter().all(u8::is_ascii_graphic)
             && bytes.get(tail_len).is_none_or(|b| {
                 !b.is_ascii_graphic()
-                    || matches!(b, b'"' | b'\'' | b'`' | b')' | b']' | b'}' | b',' | b'\\')
+                    || matches!(
+                        b,
+                        b'"' | b'\''
+                            | b'`'
+                            | b')'
+                            | b']'
+                            | b'}'
+                            | b','
+                            | b'\\'
+                            | b'/'
+                            | b':'
+                            | b'@'
+                            | b'?'
+                            | b'#'
+                            | b';'
+                            | b'&'
+                    )
             });
         if whole {
             out.push_str(&rest[..at]);
@@ -124,6 +145,12 @@ mod scrub_tests {
                 "ctgo_****",
             ),
             ("x Zq8XyW y".into(), "x ctgo_**** y"),
+            // Lowercased on its way, as a URL's host is.
+            (
+                format!("https://{}/leads", key.to_ascii_lowercase()),
+                "https://ctgo_****/leads",
+            ),
+            ("x ZQ8XYW3KP9 y".into(), "x ctgo_**** y"),
             // Five characters of the secret are not taken for it.
             ("Zq8Xy and ctgo_export".into(), "Zq8Xy and ctgo_export"),
         ] {
@@ -143,6 +170,11 @@ mod scrub_tests {
             (key.to_string(), "ctgo_****".into()),
             (format!("a {key} b {key}"), "a ctgo_**** b ctgo_****".into()),
             (format!("[{key}]"), "[ctgo_****]".into()),
+            (
+                format!("https://{key}/leads?limit=5"),
+                "https://ctgo_****/leads?limit=5".into(),
+            ),
+            (format!("http://{key}:8080"), "http://ctgo_****:8080".into()),
         ] {
             assert_eq!(scrub_key_like(&text), want);
         }

@@ -333,6 +333,8 @@ pub struct ClientStats {
     pub retries: u64,
     /// 429 waits.
     pub rate_limited: u64,
+    /// Time spent waiting for the rate limit (see [`ratelimit::RateLimiter::waited`]).
+    pub rate_wait: Duration,
 }
 
 /// The live counters behind [`ClientStats`].
@@ -349,6 +351,7 @@ impl Counters {
             requests: self.requests.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
             rate_limited: self.rate_limited.load(Ordering::Relaxed),
+            rate_wait: Duration::ZERO,
         }
     }
 }
@@ -574,7 +577,10 @@ impl ApiClient {
     }
 
     pub fn stats(&self) -> ClientStats {
-        self.counters.snapshot()
+        ClientStats {
+            rate_wait: self.limiter.waited(),
+            ..self.counters.snapshot()
+        }
     }
 
     /// The endpoint name (for logs and errors) and its URL under the base.

@@ -44,6 +44,8 @@ pub struct RateLimiter<C: Clock = TokioClock> {
     window: Duration,
     margin: Duration,
     state: Mutex<State>,
+    /// Milliseconds during which at least one request waited here (see [`Self::waited`]).
+    waited_ms: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -58,6 +60,8 @@ struct State {
     /// when): no more are admitted at once until an answer says some remain, or a window
     /// has passed.
     full_at: Option<(usize, Instant)>,
+    /// Waits are counted up to here already (two requests waiting together count once).
+    waited_to: Option<Instant>,
 }
 
 impl State {
@@ -101,6 +105,7 @@ impl<C: Clock> RateLimiter<C> {
             window,
             margin,
             state: Mutex::new(State::default()),
+            waited_ms: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -134,6 +139,13 @@ impl<C: Clock> RateLimiter<C> {
         self.window + self.margin
     }
 
+    /// How long requests have waited here for the budget, the API's `Remaining: 0` or a
+    /// 429's `Retry-After`: the time during which at least one did (as planned when it began
+    /// waiting).
+    pub fn waited(&self) -> Duration {
+        Duration::from_millis(self.waited_ms.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
     /// Wait until a request may be sent, and count it as sent now.
     pub async fn acquire(&self) {
         loop {
@@ -163,7 +175,17 @@ impl<C: Clock> RateLimiter<C> {
                         }
                         return;
                     }
-                    Some(w) => w,
+                    Some(w) => {
+                        let from = s.waited_to.map_or(now, |t| t.max(now));
+                        if w > from {
+                            self.waited_ms.fetch_add(
+                                (w - from).as_millis() as u64,
+                                std::sync::atomic::Ordering::Relaxed,
+                            );
+                            s.waited_to = Some(w);
+                        }
+                        w
+                    }
                 }
             };
             tracing::debug!(
@@ -260,6 +282,8 @@ mod tests {
         // ...and the 31st after that only when the second batch ages out.
         l.acquire().await;
         assert_eq!(ms(l.clock().elapsed()), 90_100);
+        // Waited: from 30 s to 60.1 s, and from 60.1 s to 90.1 s.
+        assert_eq!(ms(l.waited()), 60_100);
     }
 
     #[tokio::test]
@@ -352,6 +376,8 @@ mod tests {
             times.push(ms(t.await.expect("task")));
         }
         times.sort_unstable();
+        // Callers waiting together count once: the wall time spent waiting.
+        assert_eq!(ms(l.waited()), 120_200);
         assert_eq!(
             times,
             vec![

@@ -184,7 +184,8 @@ async fn a_leads_page_parses_with_exact_record_text() {
         ClientStats {
             requests: 1,
             retries: 0,
-            rate_limited: 0
+            rate_limited: 0,
+            rate_wait: std::time::Duration::ZERO,
         }
     );
 }

@@ -736,24 +736,27 @@ impl StateStore {
     }
 
     /// Ids of `table` not seen by `job_id`, not yet marked deleted, within `streams` (all when
-    /// empty).
+    /// empty), and with a cursor field (`discoveredAt`) not before `from_ms` when given.
     pub fn unseen_ids(
         &self,
         table: Table,
         job_id: &str,
         streams: &[i64],
+        from_ms: Option<i64>,
     ) -> rusqlite::Result<Vec<i64>> {
         let list: Rc<Vec<Value>> = Rc::new(streams.iter().map(|i| Value::Integer(*i)).collect());
         let mut stmt = self.conn.prepare_cached(
             "SELECT id FROM _ctgo_seen WHERE tbl = ?1 AND last_job <> ?2 AND deleted = 0
-               AND (?3 = 0 OR stream_id IN rarray(?4)) ORDER BY id",
+               AND (?3 = 0 OR stream_id IN rarray(?4))
+               AND (?5 IS NULL OR cursor_ms >= ?5) ORDER BY id",
         )?;
         let rows = stmt.query_map(
             params![
                 tbl_code(table),
                 self.job_no(job_id)?,
                 streams.len() as i64,
-                list
+                list,
+                from_ms
             ],
             |r| r.get(0),
         )?;

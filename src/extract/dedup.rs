@@ -111,6 +111,15 @@ pub fn stage_mapped(
     let mut kept: Vec<RowKey> = Vec::new();
     let mut unchanged_ids = Vec::new();
     for (i, key) in mapped.keys.iter().enumerate() {
+        if ctx
+            .floor_ms
+            .is_some_and(|f| key.cursor_ms.is_some_and(|c| c < f))
+        {
+            // Before the `--since` floor: served (the floor is asked a second early, for an
+            // API whose `since` is exclusive), but not exported.
+            keep.push(false);
+            continue;
+        }
         out.max_cursor_ms = out.max_cursor_ms.max(key.cursor_ms);
         if superseded.get(i) == Some(&true) {
             keep.push(false);
@@ -208,6 +217,7 @@ mod tests {
         MapContext {
             extracted_at_ms: 1_780_000_000_000,
             job_id: "job-1".into(),
+            floor_ms: None,
         }
     }
 

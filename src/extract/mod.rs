@@ -16,11 +16,14 @@
 //!   next run reads the same window again and dedup skips what was already committed. (Moving
 //!   the cursor per page would lose the older pages of a newest-first API: the classic cursor
 //!   boundary bug.)
+//! - pages overlap by one record, and each must start inside the page before: when leads are
+//!   removed under the listing, the later ones move back across a page boundary, and a page
+//!   that starts past the one before has that window read again ([`anchor`]);
 //! - pagination ends on `hasMore: false`, an empty page, a short page (when `hasMore` is not
-//!   given), or a page that brings no id the last pages did not (a server ignoring `offset`,
-//!   or a page's worth of leads arriving at the front between two requests). That last stop
-//!   is a guess, not the end (so are a page served twice and more pages than `total`
-//!   implies): the pages read are committed and the job fails ([`StepError::Incomplete`])
+//!   given), or two pages that bring no id the last pages did not (a server ignoring
+//!   `offset`). That last stop is a guess, not the end (so are a page served twice, more pages
+//!   than `total` implies, and a listing that keeps moving under the pages): the pages read
+//!   are committed and the job fails ([`StepError::Incomplete`])
 //!   after the other tables, but the cursor stays, since on a newest-first API the unread pages
 //!   hold the oldest leads, which a moved cursor would never ask for again. A short page the
 //!   API marks as the last ends the export whatever ids it holds.
@@ -48,13 +51,15 @@ use crate::job::{JobRecord, JobStatus};
 use crate::mapping::MapContext;
 use crate::schema::Table;
 
+mod anchor;
 pub mod cancel;
 pub mod dedup;
 
 pub use cancel::Cancel;
 
 /// Why a page can bring nothing new before the end, in the words of an early stop's error.
-const EARLY_STOP_CAUSES: &str = "(the API ignores `offset`, or a page's worth of leads arrived between two requests), so pagination stopped before the end";
+const EARLY_STOP_CAUSES: &str =
+    "(does the API ignore `offset`?), so pagination stopped before the end";
 
 /// The state store's mark (kept among the cursors) that the last reading of the runs
 /// listing (`GET /runs`, all streams) reached its end. Only then may the next one stop early
@@ -91,13 +96,16 @@ pub enum StepError {
     Dest(#[from] DestError),
     #[error("cancelled")]
     Cancelled,
-    /// Pagination stopped on a guess (a page served again, a page with no new id, more pages
+    /// Pagination stopped on a guess (a page served again, pages with no new id, more pages
     /// than `total` implies), not at the end the API announced. Leads on pages never read may
-    /// be older than the cursor would become, so the cursor stays.
-    #[error(
-        "{0}; the leads read are kept, but the cursor was not moved, so the next run reads this window again"
-    )]
-    Incomplete(String),
+    /// be older than the cursor would become, so the cursor stays; a full refresh (`full`)
+    /// marks nothing deleted.
+    #[error("{why}; {}", if *full {
+        "the records read are kept, but the cursor was not moved and nothing was marked deleted: run the full refresh again"
+    } else {
+        "the leads read are kept, but the cursor was not moved, so the next run reads this window again"
+    })]
+    Incomplete { why: String, full: bool },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -108,6 +116,8 @@ pub struct JobOutcome {
     pub job: JobRecord,
     pub exit_code: i32,
     pub requests: u64,
+    /// Time requests spent waiting for the API's rate limit.
+    pub rate_wait: std::time::Duration,
 }
 
 /// The API a job reads, as the destination's state records it: the base URL.
@@ -241,18 +251,18 @@ pub async fn run_sync(cfg: JobConfig, cancel: Cancel) -> Result<JobOutcome, Dest
     // From here on every end, failures included, is a job record (`--json` prints it).
     if let Err(e) = dest.state().save_job(&job) {
         let e = DestError::sql("recording the job")(e);
-        return finish_failed(dest, job, StepError::Dest(e), 0);
+        return finish_failed(dest, job, StepError::Dest(e), &Default::default());
     }
     tracing::info!(job_id = %job.id, dest = %dest.describe(), "Export job created.");
 
     let client = match ApiClient::new(cfg.key.clone(), cfg.client_options()) {
         Ok(c) => Arc::new(c),
-        Err(e) => return finish_failed(dest, job, StepError::Api(e), 0),
+        Err(e) => return finish_failed(dest, job, StepError::Api(e), &Default::default()),
     };
     let _ = job.transition(JobStatus::Running, Utc::now());
     if let Err(e) = dest.state().save_job(&job) {
         let e = DestError::sql("recording the job")(e);
-        return finish_failed(dest, job, StepError::Dest(e), 0);
+        return finish_failed(dest, job, StepError::Dest(e), &Default::default());
     }
 
     let mut run = JobRun {
@@ -287,7 +297,7 @@ pub async fn run_sync(cfg: JobConfig, cancel: Cancel) -> Result<JobOutcome, Dest
             message: "lost the destination after a worker panic".into(),
         });
     };
-    let requests = client.stats().requests;
+    let stats = client.stats();
     let outcome = match result {
         Ok(()) => {
             let mut done = job.clone();
@@ -306,9 +316,10 @@ pub async fn run_sync(cfg: JobConfig, cancel: Cancel) -> Result<JobOutcome, Dest
                 Ok(()) => JobOutcome {
                     job: done,
                     exit_code: exit::COMPLETED,
-                    requests,
+                    requests: stats.requests,
+                    rate_wait: stats.rate_wait,
                 },
-                Err(e) => return finish_failed(dest, job, StepError::Dest(e), requests),
+                Err(e) => return finish_failed(dest, job, StepError::Dest(e), &stats),
             }
         }
         Err(StepError::Cancelled) => {
@@ -320,7 +331,7 @@ pub async fn run_sync(cfg: JobConfig, cancel: Cancel) -> Result<JobOutcome, Dest
                     .save_job(&job)
                     .map_err(DestError::sql("recording the job"))?;
                 let _ = job.transition(JobStatus::Cancelled, Utc::now());
-                job.error = Some("cancelled by a signal (SIGINT/SIGTERM)".into());
+                job.error = Some("cancelled by a signal (SIGINT, SIGTERM or SIGHUP)".into());
                 dest.finish_job(&job)?;
                 Ok(job)
             });
@@ -328,12 +339,13 @@ pub async fn run_sync(cfg: JobConfig, cancel: Cancel) -> Result<JobOutcome, Dest
                 Ok(job) => JobOutcome {
                     job,
                     exit_code: exit::CANCELLED,
-                    requests,
+                    requests: stats.requests,
+                    rate_wait: stats.rate_wait,
                 },
-                Err(e) => return finish_failed(dest, job, StepError::Dest(e), requests),
+                Err(e) => return finish_failed(dest, job, StepError::Dest(e), &stats),
             }
         }
-        Err(e) => return finish_failed(dest, job, e, requests),
+        Err(e) => return finish_failed(dest, job, e, &stats),
     };
     tracing::debug!(
         elapsed_ms = started.elapsed().as_millis() as u64,
@@ -360,7 +372,7 @@ fn finish_failed(
     mut dest: Box<dyn Destination>,
     job: JobRecord,
     err: StepError,
-    requests: u64,
+    stats: &crate::api::ClientStats,
 ) -> Result<JobOutcome, DestError> {
     // The counts commit with the pages they count, as at every commit.
     let committed = !matches!(err, StepError::Dest(_))
@@ -391,7 +403,7 @@ fn finish_failed(
             StepError::Api(_) => "api",
             StepError::Dest(_) => "destination",
             StepError::Cancelled => "cancelled",
-            StepError::Incomplete(_) => "pagination",
+            StepError::Incomplete { .. } => "pagination",
             StepError::Internal(_) => "internal",
         },
         "refused": exit_code == exit::REFUSED,
@@ -408,7 +420,8 @@ fn finish_failed(
     Ok(JobOutcome {
         job,
         exit_code,
-        requests,
+        requests: stats.requests,
+        rate_wait: stats.rate_wait,
     })
 }
 
@@ -544,7 +557,7 @@ impl JobRun<'_> {
                     };
                     for s in scopes {
                         match self.leads_scope(s).await {
-                            Err(e @ StepError::Incomplete(_)) => {
+                            Err(e @ StepError::Incomplete { .. }) => {
                                 incomplete.get_or_insert(e);
                             }
                             r => r?,
@@ -562,6 +575,7 @@ impl JobRun<'_> {
         MapContext {
             extracted_at_ms: self.clock.stamp(),
             job_id: self.job.id.clone(),
+            floor_ms: None,
         }
     }
 
@@ -595,12 +609,15 @@ impl JobRun<'_> {
         }
         // `--since` is a floor: no lead discovered before it is asked for, on the first run or
         // later (the lookback would reach back past it).
+        // The floor is asked a second early, as the cursor is (an API whose `since` is
+        // exclusive would not serve the leads of its very second); leads before it are read
+        // but not exported, and a full refresh marks none of them deleted.
         let from_cursor = since_for(read_from, self.cfg.lookback, None);
-        let since = if full {
-            None
-        } else {
-            from_cursor.max(self.cfg.since)
-        };
+        let floor = self
+            .cfg
+            .since
+            .and_then(|s| DateTime::from_timestamp(s.timestamp() - 1, 0));
+        let since = if full { floor } else { from_cursor.max(floor) };
         if let (Some(asked), Some(reads)) = (self.cfg.since, from_cursor)
             && asked < reads
             && !full
@@ -638,7 +655,10 @@ impl JobRun<'_> {
         let mut raw_txs = Vec::with_capacity(MAPPERS);
         let mut rxs = Vec::with_capacity(MAPPERS);
         let mut maps = Vec::with_capacity(MAPPERS);
-        let ctx = self.map_ctx();
+        let ctx = MapContext {
+            floor_ms: self.cfg.since.map(|s| s.timestamp_millis()),
+            ..self.map_ctx()
+        };
         for _ in 0..MAPPERS {
             let (raw_tx, raw_rx) = mpsc::channel::<RawMsg>(1);
             let (tx, rx) = mpsc::channel::<Msg>(1);
@@ -746,6 +766,9 @@ impl JobRun<'_> {
             let mut offset = 0u64;
             let mut recent: VecDeque<HashSet<i64>> = VecDeque::new();
             let mut served: Option<u64> = None;
+            // Overlapping pages, as for leads (`anchor`): runs removed under the listing must
+            // not make a full refresh mark a run it skipped deleted.
+            let mut anchor = anchor::Anchor::default();
             loop {
                 if self.cancel.is_cancelled() {
                     return Err(StepError::Cancelled);
@@ -761,6 +784,27 @@ impl JobRun<'_> {
                 };
                 let n = page.records.len();
                 let texts: Vec<&str> = page.records.iter().map(|r| r.get()).collect();
+                // (The per-stream endpoint has no offset: one page.)
+                let keys: Vec<anchor::Key> = texts.iter().map(|t| anchor::record_key(t)).collect();
+                if stream.is_none() {
+                    match anchor.check(offset, keys.first().copied()) {
+                        anchor::Check::Anchored => {}
+                        anchor::Check::Reread { offset: from } => {
+                            tracing::debug!(
+                                offset,
+                                from,
+                                "Runs moved back across a page boundary (some were removed); reading again."
+                            );
+                            offset = from;
+                            continue;
+                        }
+                        anchor::Check::Unstable => {
+                            tracing::warn!(offset, "Runs kept moving under the listing; stopping.");
+                            listed_all = false;
+                            break;
+                        }
+                    }
+                }
                 let ctx = self.map_ctx();
                 let dest = self.dest.as_mut().expect("destination present");
                 if let Some(bind) = self.bind.take() {
@@ -792,7 +836,7 @@ impl JobRun<'_> {
                     default_limit: crate::api::DEFAULT_RUNS_LIMIT,
                     served,
                 };
-                if last_page(facts) || stream.is_some() {
+                if anchor.only_overlap(&keys) || last_page(facts) || stream.is_some() {
                     break;
                 }
                 if repeats_recent(&mut recent, out.ids.iter().copied()) {
@@ -813,26 +857,28 @@ impl JobRun<'_> {
                     );
                     break;
                 }
-                offset += n as u64;
+                anchor.handed(offset, n, keys);
+                offset = anchor::Anchor::next_offset(offset, n);
             }
         }
         // Deletions only when every run was listed: the per-stream endpoint shows only the
         // latest page of runs, so an older run missing from it is not gone.
         if self.moving && !listed_all {
             // A move is finished only by a full refresh that read everything of the new API.
-            return Err(StepError::Incomplete(
-                "the runs listing stopped before its end, so the move to this API is not \
-                 finished (run the full refresh again; if the API never lists its runs whole, \
-                 export into a new destination)"
+            return Err(StepError::Incomplete {
+                why: "the runs listing stopped before its end, so the move to this API is not \
+                      finished (if the API never lists its runs whole, export into a new \
+                      destination)"
                     .into(),
-            ));
+                full: true,
+            });
         }
         if full && self.cfg.streams.is_empty() && !listed_all {
             tracing::warn!("Not every run was listed: no run is marked deleted.");
         } else if full && self.cfg.streams.is_empty() {
             let job_id = self.job.id.clone();
             let dest = self.dest.as_mut().expect("destination present");
-            let deleted = mark_gone(dest.as_mut(), table, &job_id, &[])?;
+            let deleted = mark_gone(dest.as_mut(), table, &job_id, &[], None)?;
             self.job.add_counts(
                 table.name(),
                 &crate::job::TableCounts {
@@ -859,16 +905,18 @@ impl JobRun<'_> {
     }
 }
 
-/// Full refresh: mark the ids this job did not see as deleted. Returns how many.
+/// Full refresh: mark the ids this job did not see as deleted (of `streams` when given, and
+/// not earlier than `from_ms` by their cursor field: the `--since` floor). Returns how many.
 fn mark_gone(
     dest: &mut dyn Destination,
     table: Table,
     job_id: &str,
     streams: &[i64],
+    from_ms: Option<i64>,
 ) -> Result<u64, DestError> {
     let gone = dest
         .state()
-        .unseen_ids(table, job_id, streams)
+        .unseen_ids(table, job_id, streams, from_ms)
         .map_err(DestError::sql("finding deleted ids"))?;
     if gone.is_empty() {
         return Ok(0);
@@ -1033,9 +1081,9 @@ async fn fetch_leads(
     // on the pages however the server pages (a server may serve fewer than asked).
     let mut served: Option<u64> = None;
     let mut max_total: Option<u64> = None;
-    // Records read, against the first page's `total` (see below).
-    let mut read = 0u64;
-    let mut first_total: Option<u64> = None;
+    // Pages overlap by a record, so that leads moved back across a page boundary (leads
+    // removed under the listing) are noticed and read again.
+    let mut anchor = anchor::Anchor::default();
     let mut requests = Prefetch::new(client, q.clone());
     // Why pagination stopped before the end the API announced, if it did.
     let mut early: Option<String> = None;
@@ -1058,10 +1106,32 @@ async fn fetch_leads(
             _ => None,
         };
         let repeated = ends.is_some_and(|e| recent.contains(&e));
-        if pages == 1 {
-            first_total = page.total;
+        let keys: Vec<anchor::Key> = page.records.iter().map(anchor::record_key).collect();
+        if !repeated {
+            match anchor.check(q.offset, keys.first().copied()) {
+                anchor::Check::Anchored => {}
+                anchor::Check::Reread { offset } => {
+                    tracing::debug!(
+                        offset = q.offset,
+                        from = offset,
+                        "Leads moved back across a page boundary (some were removed); reading again."
+                    );
+                    pages -= 1;
+                    q.offset = offset;
+                    continue;
+                }
+                anchor::Check::Unstable => {
+                    pages -= 1;
+                    early = Some(format!(
+                        "leads kept moving under the listing ({} pages read again), so pagination stopped before the end",
+                        anchor.rereads() - 1
+                    ));
+                    break;
+                }
+            }
         }
         max_total = max_total.max(page.total);
+        let total = page.total;
         let has_more = page.has_more;
         tracing::debug!(
             offset = q.offset,
@@ -1089,25 +1159,29 @@ async fn fetch_leads(
             default_limit: crate::api::DEFAULT_LEADS_LIMIT,
             served,
         };
-        let end = last_page(facts);
-        read += n as u64;
+        // (A page of only the previous page's last record is the end: nothing after it.)
+        let end = anchor.only_overlap(&keys) || last_page(facts);
         if !end {
             served = facts.served_after();
         }
-        // Twice the pages `total` implies at the size the server serves, plus slack.
-        let max_pages = max_total.zip(served).map(|(t, s)| 2 * t.div_ceil(s) + 10);
+        // Twice the pages `total` implies at the size the server serves, plus slack and the
+        // pages read again.
+        let max_pages = max_total
+            .zip(served)
+            .map(|(t, s)| 2 * t.div_ceil(s) + 10 + u64::from(anchor.rereads()));
         let too_many = max_pages.is_some_and(|m| pages >= m);
         if !end && !too_many {
             // The next page is needed anyway: ask now, while this one is handed on. After a
             // page as full as the server serves them, ask one further ahead too, so two
             // requests overlap (the second is dropped if the next page turns out to be the
             // last).
-            let next = q.offset + n as u64;
+            let next = anchor::Anchor::next_offset(q.offset, n);
             requests.ahead(next);
             if served == Some(n as u64) && max_pages.is_none_or(|m| pages + 1 < m) {
-                requests.ahead(next + n as u64);
+                requests.ahead(anchor::Anchor::next_offset(next, n));
             }
         }
+        let at = q.offset;
         let tx = &txs[(pages - 1) as usize % txs.len()];
         let extracted_at_ms = extract_clock.stamp();
         if clock
@@ -1124,12 +1198,14 @@ async fn fetch_leads(
         }
         if end {
             // Read from the start of everything (no `since`), and the API never said where the
-            // end is: fewer records than its own `total` means pages were missed (leads removed
-            // under the listing shift the rest back past the offsets read). Not the end, then:
-            // neither the cursor nor a full refresh's deletions may follow.
+            // end is: a listing that ends before the last page's own `total` means pages were
+            // missed. Not the end, then: neither the cursor nor a full refresh's deletions may
+            // follow. (Leads removed under the listing lower `total` as they go; the pages'
+            // overlap has the leads they moved read again.)
+            let read = at + n as u64;
             if q.since.is_none()
                 && has_more.is_none()
-                && let Some(t) = first_total.filter(|&t| read < t)
+                && let Some(t) = total.filter(|&t| read < t)
             {
                 early = Some(format!(
                     "the API's total announced {t} leads, but its pages ended after {read}, so pages were missed"
@@ -1139,7 +1215,8 @@ async fn fetch_leads(
         }
         if too_many {
             early = Some(format!(
-                "the API served {pages} pages of leads ({read} records{}), more than its total ({}) implies, so pagination stopped before the end",
+                "the API served {pages} pages of leads ({} records{}), more than its total ({}) implies, so pagination stopped before the end",
+                at + n as u64,
                 match has_more {
                     Some(true) => ", each saying more follow",
                     _ => "",
@@ -1148,7 +1225,8 @@ async fn fetch_leads(
             ));
             break;
         }
-        q.offset += n as u64;
+        anchor.handed(at, n, keys);
+        q.offset = anchor::Anchor::next_offset(at, n);
         recent.extend(ends);
         if recent.len() > 4 {
             recent.pop_front();
@@ -1232,8 +1310,11 @@ fn write_leads(
     let mut max_cursor = cursor;
     let mut newest_read: Option<i64> = None;
     let mut clock = StageClock::new("write");
-    // Ids of the last pages: a page with none new means a server that ignores `offset`.
+    // Ids of the last pages: pages with none new mean a server that ignores `offset`. (One
+    // alone can also be a page's worth of leads added before it since the page before: read
+    // again, they are all old.)
     let mut recent: VecDeque<HashSet<i64>> = VecDeque::new();
+    let mut nothing_new = 0u32;
     let mut pages = 0u64;
     // The mappers take turns: page k comes from mapper k % MAPPERS.
     let turns = rxs.len();
@@ -1245,14 +1326,23 @@ fn write_leads(
         let msg = match msg {
             // (A short page the API said is the last ends the export whatever it holds: offsets
             // shifted under the final request. A full one may be a server ignoring `offset`.)
-            Msg::Page { mapped, last, .. }
-                if !last && repeats_recent(&mut recent, mapped.keys.iter().map(|k| k.id)) =>
-            {
-                Msg::Done {
-                    pages,
-                    early: Some(format!(
-                        "a leads page brought no id the previous pages did not {EARLY_STOP_CAUSES}"
-                    )),
+            Msg::Page {
+                ref mapped, last, ..
+            } if !last => {
+                if repeats_recent(&mut recent, mapped.keys.iter().map(|k| k.id)) {
+                    nothing_new += 1;
+                } else {
+                    nothing_new = 0;
+                }
+                if nothing_new >= 2 {
+                    Msg::Done {
+                        pages,
+                        early: Some(format!(
+                            "leads pages brought no id the previous pages did not {EARLY_STOP_CAUSES}"
+                        )),
+                    }
+                } else {
+                    msg
                 }
             }
             msg => msg,
@@ -1297,7 +1387,7 @@ fn write_leads(
                 // an export that did not see every page: whatever order the pages read seem to
                 // be in, the API may order by something else (stream, say) and the unread pages
                 // hold older leads.
-                let e = StepError::Incomplete(why);
+                let e = StepError::Incomplete { why, full };
                 tracing::warn!(scope, pages, "{e}");
                 return Err(e);
             }
@@ -1330,7 +1420,7 @@ fn write_leads(
                         .map_err(DestError::sql("moving the cursor"))?;
                 }
                 if full {
-                    let deleted = mark_gone(dest, table, &job.id, streams)?;
+                    let deleted = mark_gone(dest, table, &job.id, streams, ctx.floor_ms)?;
                     job.add_counts(
                         table.name(),
                         &crate::job::TableCounts {
@@ -1517,6 +1607,7 @@ mod tests {
                 .unwrap()
                 .timestamp_millis(),
             job_id: "job-1".into(),
+            floor_ms: None,
         };
         let (tx, rx) = mpsc::channel(pages.len() + 1);
         for (leads, last) in pages {
@@ -1578,14 +1669,29 @@ mod tests {
     }
 
     #[test]
-    fn a_page_of_seen_ids_ends_pagination_early_and_the_cursor_stays() {
+    fn pages_of_seen_ids_end_pagination_early_and_the_cursor_stays() {
         // Newest first: the unread pages would hold older leads.
         let (r, cursor) = write_pages(
-            &[(&[(3, 30), (2, 20)], false), (&[(2, 20), (3, 30)], false)],
+            &[
+                (&[(3, 30), (2, 20)], false),
+                (&[(2, 20), (3, 30)], false),
+                (&[(3, 30), (2, 20)], false),
+            ],
             None,
         );
-        assert!(matches!(r, Err(StepError::Incomplete(_))), "{r:?}");
+        assert!(matches!(r, Err(StepError::Incomplete { .. })), "{r:?}");
         assert_eq!(cursor, None);
+        // One alone can be leads added before it, read again: the next page brings new ones.
+        let (r, cursor) = write_pages(
+            &[
+                (&[(3, 30), (2, 20)], false),
+                (&[(2, 20), (3, 30)], false),
+                (&[(1, 10)], false),
+            ],
+            None,
+        );
+        assert!(r.is_ok(), "{r:?}");
+        assert_eq!(cursor, at(30));
         // The same page, short and marked last by the API (offsets shifted under the final
         // request): the export is complete.
         let (r, cursor) = write_pages(
@@ -1608,7 +1714,7 @@ mod tests {
         ] {
             let (r, cursor) = write_pages(&[(page, false)], why);
             assert!(
-                matches!(r, Err(StepError::Incomplete(_))),
+                matches!(r, Err(StepError::Incomplete { .. })),
                 "{page:?}: {r:?}"
             );
             assert_eq!(cursor, None, "{page:?}");

@@ -73,7 +73,7 @@ pub const SLOW_FAULT_MS: u64 = 3_000;
 /// half is surely on the wire before the connection is torn down).
 pub const CUT_SHORT_PAUSE_MS: u64 = 30;
 /// A well-formed key printed by `ctgo-export simulate` as an example (no real key).
-pub const EXAMPLE_KEY: &str = "ctgo_simulator0000000000000000000000000000000";
+pub const EXAMPLE_KEY: &str = "ctgo_sim4Kq8Zr2Wx7Nv3Tb9Hd6Lm1Pf5Jc0Gy8Us2Ea4";
 
 /// Order of the leads within a response (contract open point 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -378,10 +378,11 @@ pub struct SimConfig {
     /// Added to the `total` of leads pages: a server whose count is a little off.
     pub total_skew: i64,
     /// After serving a leads page requested with offset 0 that has more, remove this many of
-    /// the leads it held (offsets shift back: as many later leads are skipped by the next
-    /// request).
+    /// the leads it held (offsets shift back: the next request would skip as many later
+    /// leads). Once: it goes back to 0.
     pub removals_between_pages: usize,
     /// After serving a leads page requested with offset 0 that has more, add this many leads.
+    /// Once: it goes back to 0.
     pub arrivals_between_pages: usize,
     /// `discoveredAt` of those arrivals: this many minutes before the newest lead (0 = the
     /// newest lead's second).
@@ -660,7 +661,7 @@ pub struct SimulateArgs {
     /// Leave `total` out of leads and runs pages.
     #[arg(long)]
     pub no_total: bool,
-    /// After a first page that has more, remove N of its leads (offsets shift back).
+    /// After the first page that has more, remove N of its leads (offsets shift back); once.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub removals_between_pages: usize,
     /// Fraction (0 to 1) of data requests that get a random fault [default: 0, or 1 when
@@ -688,7 +689,7 @@ pub struct SimulateArgs {
     /// Added to every answer.
     #[arg(long, default_value_t = 0, value_name = "MS")]
     pub latency_ms: u64,
-    /// After a first page that has more, add N new leads (offsets shift).
+    /// After the first page that has more, add N new leads (offsets shift); once.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub arrivals_between_pages: usize,
     /// discoveredAt of those arrivals, minutes before the newest lead.
@@ -700,23 +701,26 @@ pub struct SimulateArgs {
 }
 
 impl SimulateArgs {
-    /// The simulator configuration these flags describe.
-    pub fn to_config(&self) -> anyhow::Result<SimConfig> {
+    /// The simulator configuration these flags describe; a bad value is a usage error.
+    pub fn to_config(&self) -> Result<SimConfig, crate::config::ConfigError> {
+        let usage = |m: &str| Err(crate::config::ConfigError::Usage(m.to_string()));
         // Naming kinds without a rate means "play them": every eligible request.
         let fault_rate = self
             .fault_rate
             .unwrap_or(if self.faults.is_empty() { 0.0 } else { 1.0 });
         if !(0.0..=1.0).contains(&fault_rate) {
-            anyhow::bail!("--fault-rate must be between 0 and 1, got {fault_rate}");
+            return usage(&format!(
+                "--fault-rate must be between 0 and 1, got {fault_rate}"
+            ));
         }
         if self.malformed_every == Some(0) {
-            anyhow::bail!("--malformed-every must be at least 1");
+            return usage("--malformed-every must be at least 1");
         }
         if let Some(k) = &self.key
             && !server::well_formed_key(k)
         {
-            anyhow::bail!(
-                "--key must be `ctgo_` followed by 40 more visible ASCII characters (no spaces)"
+            return usage(
+                "--key must be `ctgo_` followed by 40 more visible ASCII characters (no spaces)",
             );
         }
         let mut cfg = SimConfig::new(self.leads, self.seed);

@@ -576,8 +576,11 @@ impl State {
             total,
             "Simulator served a leads page."
         );
+        // Once each: the listing changes under one export, as it would in life (and an
+        // exporter that reads the start again does not change it again).
         let removals = self.cfg.removals_between_pages;
         if removals > 0 && requested_offset == 0 && has_more {
+            self.cfg.removals_between_pages = 0;
             let ids: Vec<i64> = page
                 .iter()
                 .take(removals)
@@ -587,6 +590,7 @@ impl State {
         }
         let arrivals = self.cfg.arrivals_between_pages;
         if arrivals > 0 && requested_offset == 0 && has_more {
+            self.cfg.arrivals_between_pages = 0;
             let at = self
                 .store
                 .newest()

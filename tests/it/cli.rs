@@ -25,6 +25,39 @@ fn missing_key_is_a_usage_error_that_names_the_variable() {
 }
 
 #[test]
+fn a_base_url_holding_the_key_is_refused_before_it_is_used() {
+    // The key pasted as the base URL: its host would be looked up (the key in a DNS query),
+    // quoted lowercased in errors, and kept in the destination's state.
+    let t = TestDir::new();
+    let (dest, path) = t.sqlite();
+    for url in [
+        format!("https://{KEY}/api/v2"),
+        format!("https://{}/api/v2", KEY.to_ascii_uppercase()),
+        format!("http://127.0.0.1:9/{KEY}/api/v2"),
+    ] {
+        for args in [
+            vec!["sync", "--dest", &dest, "--base-url", &url, "--json"],
+            vec!["check", "--base-url", &url],
+        ] {
+            let run = Run::from_output(
+                command()
+                    .env("CTGO_API_KEY", KEY)
+                    .args(&args)
+                    .output()
+                    .unwrap(),
+            );
+            run.assert_code(2);
+            assert!(run.stderr.contains("holds the API key"), "{}", run.stderr);
+            let secret = &KEY.to_ascii_lowercase()[5..];
+            for out in [&run.stdout, &run.stderr] {
+                assert!(!out.to_ascii_lowercase().contains(secret), "{out}");
+            }
+            assert!(!path.exists(), "nothing written");
+        }
+    }
+}
+
+#[test]
 fn malformed_key_and_bad_flags_are_usage_errors() {
     let sim = sim(10);
     let t = TestDir::new();

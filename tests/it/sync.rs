@@ -162,8 +162,8 @@ fn a_server_that_ignores_offset_keeps_the_cursor_whatever_its_order_and_runs_sti
 #[test]
 fn a_page_of_arrivals_between_two_requests_loses_no_older_lead() {
     // Newest first, and a page's worth of leads arrives at the front after the first page: the
-    // second page is the first one again, so pagination must stop. Moving the cursor to the
-    // newest lead seen would leave the 900 older leads behind it for good.
+    // second page starts with an arrival, not with the first page's last lead, so the start
+    // is read again. Nothing is skipped, and every lead is counted once.
     let sim = sim_with(|c| {
         c.leads = 1_000;
         c.ordering = Ordering::NewestFirst;
@@ -172,19 +172,9 @@ fn a_page_of_arrivals_between_two_requests_loses_no_older_lead() {
     let t = TestDir::new();
     let (dest, path) = t.sqlite();
     let args = ["--page-size", "100", "--tables", "leads"];
-    let first = pagination_failed(&sync(&sim, &dest, &args));
-    assert_eq!(query_i64(&path, "SELECT count(*) FROM _ctgo_cursor"), 0);
-    let kept = query_i64(&path, "SELECT count(*) FROM leads");
-    assert_eq!(leads_counts(&first).0, kept as u64, "{first}");
-
-    sim.update(|c| c.arrivals_between_pages = 0);
-    let second = sync_ok(&sim, &dest, &args);
+    let job = sync_ok(&sim, &dest, &args);
     assert_eq!(sqlite_lead_ids(&path), expected_ids(&sim));
-    assert_eq!(
-        leads_counts(&first).0 + leads_counts(&second).0,
-        expected_ids(&sim).len() as u64,
-        "every lead counted once over the two jobs"
-    );
+    assert_eq!(leads_counts(&job).0, 1_100, "{job}");
 }
 
 #[test]
@@ -289,26 +279,103 @@ fn a_server_that_ignores_offset_and_says_nothing_of_more_pages_fails_rather_than
 }
 
 #[test]
-fn leads_removed_under_a_first_read_fail_it_rather_than_skip_the_leads_behind_them() {
-    // Newest first, no `hasMore`: after the first page, 5 of its leads are removed, so the
-    // next pages start 5 leads later and 5 older leads are never served. The pages bring
-    // fewer leads than the first page's `total`: not the end, so the cursor stays.
+fn leads_removed_under_a_read_are_noticed_and_the_leads_behind_them_read() {
+    // After the first page, 5 of its leads are removed: the later leads move back 5 places, and
+    // a next page asked at the plain offset would skip 5 of them. With `hasMore` and without,
+    // newest first and oldest first: every lead the API holds is exported, and the cursor
+    // moves.
+    for omit_has_more in [false, true] {
+        for ordering in [Ordering::NewestFirst, Ordering::OldestFirst] {
+            let sim = sim_with(|c| {
+                c.leads = 1_000;
+                c.ordering = ordering;
+                c.omit_has_more = omit_has_more;
+                c.removals_between_pages = 5;
+            });
+            let t = TestDir::new();
+            let (dest, path) = t.sqlite();
+            let job = sync_ok(&sim, &dest, &["--page-size", "100", "--tables", "leads"]);
+            let have: std::collections::BTreeSet<i64> =
+                sqlite_lead_ids(&path).into_iter().collect();
+            let what = format!("{ordering:?}, hasMore left out: {omit_has_more}");
+            assert!(
+                expected_ids(&sim).iter().all(|id| have.contains(id)),
+                "every lead the API holds is exported ({what})"
+            );
+            // The 5 removed were served before they went: 1,000 leads, each once.
+            assert_eq!(leads_counts(&job).0, 1_000, "{what}: {job}");
+            assert_eq!(query_i64(&path, "SELECT count(*) FROM _ctgo_cursor"), 1);
+        }
+    }
+}
+
+#[test]
+fn a_full_refresh_with_leads_removed_under_it_marks_only_the_removed_deleted() {
+    // The API sends `hasMore`. Leads removed after the first page moved the rest back across
+    // a page boundary: a full refresh that skipped the lead moved across would mark that live
+    // lead deleted (and the CSV file would tell the CRM to archive it).
     let sim = sim_with(|c| {
-        c.leads = 1_000;
-        c.omit_has_more = true;
-        c.removals_between_pages = 5;
+        c.leads = 1_200;
+        c.ordering = Ordering::NewestFirst;
+    });
+    let t = TestDir::new();
+    let (dest, path) = t.sqlite();
+    let args = ["--page-size", "500", "--tables", "leads"];
+    sync_ok(&sim, &dest, &args);
+    sim.update(|c| c.removals_between_pages = 1);
+    let job = sync_ok(
+        &sim,
+        &dest,
+        &["--page-size", "500", "--tables", "leads", "--full-refresh"],
+    );
+    assert_eq!(leads_counts(&job).2, 0, "nothing deleted yet: {job}");
+    let deleted = "SELECT count(*) FROM leads WHERE _deleted_at IS NOT NULL";
+    assert_eq!(query_i64(&path, deleted), 0);
+    // The next full refresh marks the one lead removed, and only it.
+    let job = sync_ok(
+        &sim,
+        &dest,
+        &["--page-size", "500", "--tables", "leads", "--full-refresh"],
+    );
+    assert_eq!(leads_counts(&job).2, 1, "{job}");
+    let live: std::collections::BTreeSet<i64> = expected_ids(&sim).into_iter().collect();
+    let marked = query_i64(
+        &path,
+        &format!(
+            "SELECT count(*) FROM leads WHERE _deleted_at IS NOT NULL AND id NOT IN ({})",
+            live.iter()
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+    );
+    assert_eq!(marked, 1, "the lead marked deleted is the one removed");
+}
+
+#[test]
+fn a_late_lead_behind_a_removal_is_read_by_the_incremental_run() {
+    // An incremental run: new leads, a lead shown 10 minutes late (inside the lookback), and
+    // leads removed after the first page. The late lead, and every new one, arrives.
+    let sim = sim_with(|c| {
+        c.leads = 500;
+        c.ordering = Ordering::NewestFirst;
     });
     let t = TestDir::new();
     let (dest, path) = t.sqlite();
     let args = ["--page-size", "100", "--tables", "leads"];
-    pagination_failed(&sync(&sim, &dest, &args));
-    assert_eq!(query_i64(&path, "SELECT count(*) FROM _ctgo_cursor"), 0);
-    sim.update(|c| c.removals_between_pages = 0);
     sync_ok(&sim, &dest, &args);
+    let new = sim.add_leads(250);
+    let late = sim.add_late_leads(1, 10);
+    sim.update(|c| c.removals_between_pages = 3);
+    let job = sync_ok(&sim, &dest, &args);
     let have: std::collections::BTreeSet<i64> = sqlite_lead_ids(&path).into_iter().collect();
-    assert!(
-        expected_ids(&sim).iter().all(|id| have.contains(id)),
-        "every lead the API holds is exported"
+    for id in new.iter().chain(&late) {
+        assert!(have.contains(id), "lead {id} exported: {job}");
+    }
+    assert_eq!(
+        leads_counts(&job).0,
+        (new.len() + late.len()) as u64,
+        "{job}"
     );
 }
 
@@ -377,15 +444,15 @@ fn a_stored_cursor_ahead_of_now_is_not_read_from_and_every_lead_is_read_again() 
 
 #[test]
 fn requests_ahead_cost_at_most_one_page_more_than_needed() {
-    // 1,000 leads in pages of 100: ten pages. Two requests overlap once pages come back full;
-    // the one past the end is dropped, or answered empty.
+    // 1,000 leads in pages of 100 that overlap by one lead: eleven pages. Two requests
+    // overlap once pages come back full; the one past the end is dropped, or answered short.
     let sim = sim(1000);
     let t = TestDir::new();
     let (dest, path) = t.sqlite();
     sync_ok(&sim, &dest, &["--page-size", "100", "--tables", "leads"]);
     assert_eq!(sqlite_lead_ids(&path), expected_ids(&sim));
     let leads = sim.requests().leads;
-    assert!((10..=11).contains(&leads), "{:?}", sim.requests());
+    assert!((11..=12).contains(&leads), "{:?}", sim.requests());
 }
 
 #[test]
@@ -502,9 +569,9 @@ fn full_refresh_marks_gone_leads_deleted_and_keeps_them() {
 
 #[test]
 fn a_runs_listing_cut_short_is_read_whole_by_the_next_job() {
-    // 500 runs in pages of 100, newest first; the first job's listing stops at its third page.
-    // Its pages are kept, and the next job must not take its unchanged first page for the
-    // end of what is new: the older runs were never read.
+    // 500 runs in pages of 100 (overlapping by one), newest first; the first job's listing
+    // stops at its third page. Its pages are kept, and the next job must not take its
+    // unchanged first page for the end of what is new: the older runs were never read.
     let sim = sim_with(|c| {
         c.leads = 100;
         c.runs_per_stream = 100;
@@ -515,7 +582,7 @@ fn a_runs_listing_cut_short_is_read_whole_by_the_next_job() {
     let t = TestDir::new();
     let (dest, path) = t.sqlite();
     sync(&sim, &dest, &[]).assert_code(1);
-    assert_eq!(query_i64(&path, "SELECT count(*) FROM sync_runs"), 200);
+    assert_eq!(query_i64(&path, "SELECT count(*) FROM sync_runs"), 199);
     sim.update(|c| c.faults = FaultPlan::default());
     let job = sync_ok(&sim, &dest, &[]);
     assert_eq!(
@@ -629,13 +696,75 @@ fn since_sets_the_first_runs_start_and_is_a_floor_for_later_runs() {
     sync_ok(&sim, &dest, &args);
     let n = query_i64(&path, "SELECT count(*) FROM leads") as usize;
     assert!(n > 0 && n < ids.len(), "{n} of {}", ids.len());
-    let before_since = format!("SELECT count(*) FROM leads WHERE discovered_at < '{mid}'");
+    // (Stored with milliseconds: `…34.000Z` sorts before `…34Z`.)
+    let mid_ms = mid.replace('Z', ".000Z");
+    let before_since = format!("SELECT count(*) FROM leads WHERE discovered_at < '{mid_ms}'");
     assert_eq!(query_i64(&path, &before_since), 0);
     // The second run's lookback reaches back before --since: leads discovered before it must
     // not come in then either.
     let second = sync_ok(&sim, &dest, &args);
     assert_eq!(leads_counts(&second), (0, 0, 0, 0), "{second}");
     assert_eq!(query_i64(&path, &before_since), 0, "nothing before --since");
+}
+
+#[test]
+fn the_since_floor_holds_its_own_second_and_bounds_a_full_refresh() {
+    // An API whose `since` is exclusive: asked with the floor itself, it would leave out the
+    // leads of the floor's very second.
+    let sim = sim_with(|c| {
+        c.leads = 400;
+        c.since = SinceBoundary::Exclusive;
+    });
+    let ids = expected_ids(&sim);
+    let discovered = |id: i64| {
+        sim.lead_json(id).unwrap()["discoveredAt"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let mid = discovered(ids[ids.len() / 2]);
+    // (Same format, so text order is time order.)
+    let from_floor: Vec<i64> = ids
+        .iter()
+        .copied()
+        .filter(|&id| discovered(id) >= mid)
+        .collect();
+    assert!(from_floor.len() < ids.len());
+    let t = TestDir::new();
+    let (dest, path) = t.sqlite();
+    let floor = ["--since", mid.as_str(), "--tables", "leads"];
+    sync_ok(&sim, &dest, &floor);
+    assert_eq!(
+        sqlite_lead_ids(&path),
+        from_floor,
+        "every lead from the floor on"
+    );
+    // A full refresh keeps to the floor too.
+    let full = [
+        "--since",
+        mid.as_str(),
+        "--tables",
+        "leads",
+        "--full-refresh",
+    ];
+    let job = sync_ok(&sim, &dest, &full);
+    assert_eq!(leads_counts(&job), (0, 0, 0, 0), "{job}");
+    assert_eq!(sqlite_lead_ids(&path), from_floor);
+
+    // A destination that holds leads from before the floor (it had none at first): a full
+    // refresh with the floor does not mark them deleted, and a lead from the floor on that the
+    // API no longer returns still is.
+    let t = TestDir::new();
+    let (dest, path) = t.sqlite();
+    sync_ok(&sim, &dest, &["--tables", "leads"]);
+    let gone = *from_floor.last().unwrap();
+    sim.remove_leads(&[gone]);
+    let job = sync_ok(&sim, &dest, &full);
+    assert_eq!(leads_counts(&job), (0, 0, 1, 0), "{job}");
+    assert_eq!(
+        query_i64(&path, "SELECT id FROM leads WHERE _deleted_at IS NOT NULL"),
+        gone
+    );
 }
 
 #[test]
