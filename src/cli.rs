@@ -49,8 +49,9 @@ pub struct SyncArgs {
     /// [default: https://www.catchthegoodones.com/api/v2].
     #[arg(long, env = "CTGO_BASE_URL", value_name = "URL")]
     pub base_url: Option<String>,
-    /// Export only these streams (repeatable), through the per-stream endpoint.
-    #[arg(long = "stream", value_name = "ID")]
+    /// Export only these streams (repeatable, or comma-separated), through the per-stream
+    /// endpoint.
+    #[arg(long = "stream", value_name = "ID", value_delimiter = ',')]
     pub streams: Vec<i64>,
     /// Tables to export, comma-separated: leads, sync_runs [default: leads,sync_runs].
     #[arg(long, env = "CTGO_TABLES", value_name = "LIST")]
@@ -123,7 +124,7 @@ pub struct JobsArgs {
     #[arg(long, env = "CTGO_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
     /// How many jobs to list (1 to 1000).
-    #[arg(long, default_value_t = crate::config::DEFAULT_JOBS_LIMIT,
+    #[arg(long, value_name = "N", default_value_t = crate::config::DEFAULT_JOBS_LIMIT,
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub limit: u32,
     /// One JSON object per line on stdout.
@@ -157,7 +158,8 @@ pub struct CheckArgs {
 pub struct SchemaArgs {
     /// leads, sync_runs, export_jobs or rejects; all when omitted.
     pub table: Option<String>,
-    /// Print the schema file as shipped (JSON) instead of a table.
+    /// Print the schema file as shipped (JSON) instead of a table; for all tables, one JSON
+    /// object of them by table name.
     #[arg(long)]
     pub raw: bool,
 }

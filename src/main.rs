@@ -17,9 +17,26 @@ use ctgo_export::schema::Table;
 use uuid::Uuid;
 
 fn main() -> ExitCode {
+    // A file-size limit (`ulimit -f`) would kill the process with SIGXFSZ, silently and with
+    // no record; ignored, the write fails with EFBIG and the job ends FAILED, saying why.
+    // SAFETY: setting a signal's disposition to SIG_IGN, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
+            // `sync --json` prints one record in every case, a flag clap refused included.
+            if e.use_stderr() && sync_asks_for_json(std::env::args().skip(1)) {
+                let text = e.render().to_string();
+                let first = text.lines().next().unwrap_or_default();
+                print_unstarted_job(
+                    Uuid::nil(),
+                    &[Table::Leads, Table::SyncRuns],
+                    first.strip_prefix("error: ").unwrap_or(first),
+                    "configuration",
+                );
+            }
             let _ = e.print();
             return ExitCode::from(if e.use_stderr() { exit::USAGE as u8 } else { 0 });
         }
@@ -253,7 +270,12 @@ async fn sync(args: SyncArgs) -> anyhow::Result<i32> {
                     e if e.is_usage() => "configuration",
                     _ => "destination",
                 };
-                print_unstarted_job(source_id, &tables, &e.to_string(), kind);
+                print_unstarted_job(
+                    source_id,
+                    &tables,
+                    &ctgo_export::dest::with_resource_hint(e.to_string()),
+                    kind,
+                );
             }
             return match e {
                 DestError::Busy { .. } => {
@@ -262,7 +284,13 @@ async fn sync(args: SyncArgs) -> anyhow::Result<i32> {
                 }
                 // A refusal says all it has to say.
                 e if e.is_usage() => Err(e.into()),
-                e => Err(e).context("the destination failed"),
+                e => {
+                    let context = match ctgo_export::dest::resource_hint(&e.to_string()) {
+                        Some(h) => format!("the destination failed ({h})"),
+                        None => "the destination failed".to_string(),
+                    };
+                    Err(e).context(context)
+                }
             };
         }
     };
@@ -327,6 +355,19 @@ fn print_unstarted_job(source_id: Uuid, tables: &[Table], error: &str, kind: &st
     let error = scrub(error);
     let _ = job.fail(error, Some(details), Utc::now());
     ctgo_export::outln!("{}", job.to_json_line());
+}
+
+/// Whether a command line clap refused is `sync` with `--json` (not undone by a later
+/// `--no-json`).
+fn sync_asks_for_json(args: impl Iterator<Item = String>) -> bool {
+    let mut args = args.skip_while(|a| a.starts_with('-'));
+    if args.next().as_deref() != Some("sync") {
+        return false;
+    }
+    args.take_while(|a| a != "--")
+        .filter(|a| *a == "--json" || *a == "--no-json")
+        .last()
+        .is_some_and(|a| a == "--json")
 }
 
 /// How much of a job's error the `jobs` table shows.
@@ -465,11 +506,25 @@ fn schema(args: SchemaArgs) -> anyhow::Result<i32> {
         }
         None => Table::ALL.to_vec(),
     };
-    for t in tables {
-        if args.raw {
-            ctgo_export::outln!("{}", t.schema_source().trim_end());
-        } else {
-            ctgo_export::outln!("{}", ctgo_export::schema::describe(t));
+    if args.raw && args.table.is_none() {
+        // One JSON value, so that a JSON reader takes all of it.
+        let mut all = serde_json::Map::new();
+        for t in tables {
+            let v: serde_json::Value =
+                serde_json::from_str(t.schema_source()).context("reading a shipped schema file")?;
+            all.insert(t.name().to_string(), v);
+        }
+        ctgo_export::outln!(
+            "{}",
+            serde_json::to_string_pretty(&all).context("printing the schemas")?
+        );
+    } else {
+        for t in tables {
+            if args.raw {
+                ctgo_export::outln!("{}", t.schema_source().trim_end());
+            } else {
+                ctgo_export::outln!("{}", ctgo_export::schema::describe(t));
+            }
         }
     }
     Ok(exit::COMPLETED)

@@ -49,7 +49,7 @@ pub enum ApiError {
     #[error("API v1 was removed; use {DEFAULT_BASE_URL} (--base-url) (410 Gone from {endpoint})")]
     Gone { endpoint: String },
     /// 422.
-    #[error("the API could not process {endpoint} (422 Unprocessable Entity{}): check the stream ids given (--stream) and, on a first run, --since; if they are right, the API's message below says what it refused{}", code_suffix(.code), message_suffix(.message))]
+    #[error("the API could not process {endpoint} (422 Unprocessable Entity{}): check the stream ids given (--stream) and, on a first run, --since; if they are right, the API's message says what it refused{}", code_suffix(.code), message_suffix(.message))]
     Unprocessable {
         endpoint: String,
         code: Option<String>,
@@ -180,7 +180,7 @@ impl ApiError {
 /// others (a base URL without `/api/v2` answers 404 everywhere).
 fn not_found_hint(endpoint: &str) -> &'static str {
     if endpoint.starts_with("/streams/") {
-        "check the stream id (--stream); `GET /streams` lists them"
+        "check the stream id (--stream): the streams your key reads are in the product, or at GET /streams of the API"
     } else {
         "check --base-url: it should end in /api/v2"
     }

@@ -122,19 +122,33 @@ impl FileStore {
                 reason: format!("it is a file, not a directory{}", super::kind_hint(dir)),
             });
         }
-        // Checked before anything is created there.
+        // Checked before anything is created there. An empty state file (a copy cut short by
+        // a full disk, say) holds no state either.
         let state_path = dir.join(super::STATE_FILE);
-        if !state_path
-            .try_exists()
-            .map_err(DestError::io(format!("checking {}", state_path.display())))?
+        let state_len = match std::fs::metadata(&state_path) {
+            Ok(m) => Some(m.len()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                return Err(DestError::io(format!("checking {}", state_path.display()))(
+                    e,
+                ));
+            }
+        };
+        if state_len.is_none_or(|n| n == 0)
             && let Some(file) = exported_file(dir)?
         {
             return Err(DestError::Mismatch {
                 dest: described,
                 reason: format!(
-                    "it holds exported files ({file}) but no {state}, the record of which \
+                    "it holds exported files ({file}) but {} {state}, the record of which \
                      versions were written and of the cursor; without it every lead would be \
-                     written again. Put {state} back, or export into a new directory",
+                     written again. Put {state} back (with its -wal file, if there is one), or \
+                     export into a new directory",
+                    if state_len.is_some() {
+                        "an empty"
+                    } else {
+                        "no"
+                    },
                     state = super::STATE_FILE,
                 ),
             });

@@ -390,15 +390,47 @@ pub fn fail_interrupted_jobs(store: &mut StateStore) -> Result<Vec<String>, Dest
         job.duration_seconds =
             Some(((now - job.started_at).num_milliseconds().max(0)) as f64 / 1000.0);
         job.error = Some(format!(
-            "interrupted: the process ended while the job was {was}; what it committed is kept, the rest was discarded"
+            "interrupted: the process ended while the job was {was} (a crash or a kill, or its final record could not be written: a full disk, say); what it committed is kept, the rest was discarded"
         ));
         job.error_details =
             Some(serde_json::json!({"reason": "interrupted", "status_found": was.as_str()}));
         store
             .save_job(&job)
             .map_err(DestError::sql("marking an interrupted job"))?;
-        tracing::warn!(job_id = %job.id, status = %was, "Marked a job left unfinished by a crash as FAILED.");
+        tracing::warn!(job_id = %job.id, status = %was, "Marked a job left unfinished (a crash, or its record could not be written) as FAILED.");
         ids.push(job.id);
     }
     Ok(ids)
+}
+
+/// What to do about an error of the machine's resources, from its text (the errors of
+/// SQLite, the filesystem and the Parquet writer each word it their own way): `None` when it
+/// is none of those.
+pub fn resource_hint(text: &str) -> Option<&'static str> {
+    const FULL: [&str; 5] = [
+        "No space left on device",
+        "os error 28",
+        "database or disk is full",
+        "Disk quota exceeded",
+        "xShmMap",
+    ];
+    if FULL.iter().any(|s| text.contains(s)) {
+        Some(
+            "the disk is full (or over quota): free space and run again; what was committed is kept",
+        )
+    } else if text.contains("File too large") {
+        Some(
+            "a file-size limit (ulimit -f) was reached: raise it and run again; what was committed is kept",
+        )
+    } else {
+        None
+    }
+}
+
+/// `text`, with [`resource_hint`]'s advice after it when there is one.
+pub fn with_resource_hint(text: String) -> String {
+    match resource_hint(&text) {
+        Some(h) => format!("{text} ({h})"),
+        None => text,
+    }
 }

@@ -88,6 +88,16 @@ impl SqliteDest {
                 ),
             });
         }
+        // A device, pipe or socket (`/dev/full`, say): SQLite would put its lock and journal
+        // beside it.
+        if path.metadata().is_ok_and(|m| !m.is_file()) {
+            return Err(DestError::Mismatch {
+                dest: format!("sqlite:{}", path.display()),
+                reason: "it is not a regular file (a device, pipe or socket): give the path \
+                         of a database file"
+                    .into(),
+            });
+        }
         if let Some(theirs) = foreign_tables(path) {
             return Err(DestError::Mismatch {
                 dest: format!("sqlite:{}", path.display()),

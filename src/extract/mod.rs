@@ -408,14 +408,22 @@ fn finish_failed(
         },
         "refused": exit_code == exit::REFUSED,
     });
-    let _ = job.fail(format!("{err:#}"), Some(details), Utc::now());
+    let _ = job.fail(
+        dest::with_resource_hint(format!("{err:#}")),
+        Some(details),
+        Utc::now(),
+    );
     if let Err(e) = dest.finish_job(&job) {
         // Still report the job (`--json` prints it); the next run marks it FAILED in the
         // ledger ("interrupted"), as after a crash.
         tracing::error!(error = %e, "Could not record the failed job in the destination.");
-        job.error = Some(format!(
-            "{err:#}; the job could not be recorded in the destination either: {e}"
-        ));
+        let why = format!("{err:#}");
+        let again = e.to_string();
+        job.error = Some(dest::with_resource_hint(if again == why {
+            format!("{why}; the job could not be recorded in the destination either")
+        } else {
+            format!("{why}; the job could not be recorded in the destination either: {again}")
+        }));
     }
     Ok(JobOutcome {
         job,
@@ -462,12 +470,14 @@ fn progress_phase(pb: &ProgressBar, message: String, with_total: bool) {
     } else {
         "{spinner} {msg}: {human_pos} records [{elapsed_precise}]"
     };
-    pb.set_message(message);
-    pb.set_length(0);
-    pb.reset();
+    // The new template first, and the counts reset, before anything redraws: the message
+    // drawn in the old template would show the last phase's counts.
     pb.set_style(
         ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    pb.reset();
+    pb.set_length(0);
+    pb.set_message(message);
 }
 
 /// Messages from the page fetcher to the writer.
@@ -636,7 +646,7 @@ impl JobRun<'_> {
         tracing::info!(
             scope,
             cursor = cursor.map(dest::format_ms),
-            since = since.map(|s| s.to_rfc3339()),
+            since = since.map(|s| s.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
             full_refresh = full,
             "Exporting leads."
         );

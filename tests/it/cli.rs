@@ -116,6 +116,33 @@ fn malformed_key_and_bad_flags_are_usage_errors() {
         assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
         assert!(!run.stderr.trim().is_empty(), "{args:?} says why");
     }
+    // `sync --json` prints its one record for a flag the parser refused, too.
+    for (args, said) in [
+        (
+            vec!["sync", "--json", "--dest", &dest, "--bogus"],
+            "--bogus",
+        ),
+        (
+            vec!["sync", "--dest", &dest, "--json", "--lookback"],
+            "--lookback",
+        ),
+        (vec!["sync", "--json", "--max-retries", "-1"], "-1"),
+    ] {
+        let run = Run::from_output(command().args(&args).output().unwrap());
+        run.assert_code(2);
+        let job = run.job();
+        assert_eq!(job["status"], "FAILED", "{args:?}");
+        assert_eq!(job["error_details"]["kind"], "configuration", "{args:?}");
+        assert!(job["error"].as_str().unwrap().contains(said), "{job}");
+    }
+    let run = Run::from_output(
+        command()
+            .args(["sync", "--json", "--no-json", "--bogus"])
+            .output()
+            .unwrap(),
+    );
+    run.assert_code(2);
+    assert!(run.stdout.is_empty(), "--no-json last: {}", run.stdout);
     let run = Run::from_output(
         command()
             .env("CTGO_API_KEY", "ctgo_short")
@@ -227,6 +254,12 @@ fn schema_prints_every_table() {
     run.assert_code(0);
     let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert!(v.is_object());
+    // All of them: one JSON value, by table.
+    let run = Run::from_output(command().args(["schema", "--raw"]).output().unwrap());
+    run.assert_code(0);
+    let all: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(all["leads"], v);
+    assert_eq!(all.as_object().map(|o| o.len()), Some(4));
 }
 
 #[test]
@@ -756,6 +789,9 @@ fn a_destination_keeps_its_kind_and_its_state_file() {
         "{}",
         run.stderr
     );
+    // Not a file at all: nothing is created beside it.
+    refused("sqlite:/dev/null", &[], "not a regular file");
+    assert!(!std::path::Path::new("/dev/null.lock").exists());
     // A directory given as an SQLite file, and the other way round.
     refused(
         &format!("sqlite:{}", dir.display()),
@@ -774,6 +810,15 @@ fn a_destination_keeps_its_kind_and_its_state_file() {
     refused(&parquet, &[], "but no .ctgo-state.db");
     assert!(!state.exists(), "nothing created");
     assert!(!dir.join(".ctgo.lock").exists(), "not even a lock");
+    // Nor with an empty one (a copy cut short by a full disk).
+    std::fs::write(&state, b"").unwrap();
+    refused(&parquet, &[], "but an empty .ctgo-state.db");
+    assert_eq!(
+        std::fs::metadata(&state).unwrap().len(),
+        0,
+        "left as it was"
+    );
+    std::fs::remove_file(&state).unwrap();
     let nested = t.path("nested");
     std::fs::create_dir_all(nested.join("leads").join("2026")).unwrap();
     std::fs::copy(
@@ -1109,4 +1154,27 @@ fn one_destination_has_one_source_connection_id_however_its_path_is_spelled() {
         .unwrap();
     let id = sync_ok(&sim, &spellings[1], &[])["source_connection_id"].clone();
     assert_eq!(id, ids[0]);
+}
+
+#[test]
+fn a_file_size_limit_fails_the_job_with_its_record_and_the_next_run_is_exact() {
+    // `ulimit -f` would kill the process with SIGXFSZ (no message, no record); the write
+    // fails instead, and the job says what to do.
+    let sim = sim(3_000);
+    let t = TestDir::new();
+    let dest = format!("csv:{}", t.path("c").display());
+    let mut sh = std::process::Command::new("sh");
+    sh.arg("-c").arg("ulimit -f 100 && exec \"$0\" \"$@\"");
+    let run = Run::from_output(inside(sh, &sync_cmd(&sim, &dest, &[])).output().unwrap());
+    run.assert_code(1);
+    let job = run.job();
+    assert_eq!(job["status"], "FAILED", "{job}");
+    // (SQLite words it "disk I/O error"; the files say "File too large", with the advice.)
+    let error = job["error"].as_str().unwrap();
+    assert!(
+        error.contains("disk I/O error") || error.contains("file-size limit"),
+        "{job}"
+    );
+    let job = sync_ok(&sim, &dest, &[]);
+    assert_eq!(leads_counts(&job).0, 3_000, "{job}");
 }
