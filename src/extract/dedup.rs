@@ -142,8 +142,13 @@ pub fn stage_mapped(
     }
 
     if !kept.is_empty() {
+        // Rows kept in one run (all of them, or all but the page's first: the record the
+        // overlapping pages share) are a slice, without a copy.
+        let first = keep.iter().position(|k| *k).unwrap_or(0);
         let rows = if kept.len() == mapped.keys.len() {
             mapped.batch
+        } else if keep[first..first + kept.len()].iter().all(|k| *k) {
+            mapped.batch.slice(first, kept.len())
         } else {
             arrow_select::filter::filter_record_batch(&mapped.batch, &BooleanArray::from(keep))
                 .map_err(|e| DestError::Format {

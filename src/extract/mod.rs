@@ -795,9 +795,9 @@ impl JobRun<'_> {
                 let n = page.records.len();
                 let texts: Vec<&str> = page.records.iter().map(|r| r.get()).collect();
                 // (The per-stream endpoint has no offset: one page.)
-                let keys: Vec<anchor::Key> = texts.iter().map(|t| anchor::record_key(t)).collect();
+                let first = texts.first().map(|t| anchor::record_key(t));
                 if stream.is_none() {
-                    match anchor.check(offset, keys.first().copied()) {
+                    match anchor.check(offset, first) {
                         anchor::Check::Anchored => {}
                         anchor::Check::Reread { offset: from } => {
                             tracing::debug!(
@@ -846,7 +846,7 @@ impl JobRun<'_> {
                     default_limit: crate::api::DEFAULT_RUNS_LIMIT,
                     served,
                 };
-                if anchor.only_overlap(&keys) || last_page(facts) || stream.is_some() {
+                if anchor.only_overlap(n, first) || last_page(facts) || stream.is_some() {
                     break;
                 }
                 if repeats_recent(&mut recent, out.ids.iter().copied()) {
@@ -867,7 +867,11 @@ impl JobRun<'_> {
                     );
                     break;
                 }
-                anchor.handed(offset, n, keys);
+                let tail = texts[anchor::Anchor::tail_from(n)..]
+                    .iter()
+                    .map(|t| anchor::record_key(t))
+                    .collect();
+                anchor.handed(offset, n, tail);
                 offset = anchor::Anchor::next_offset(offset, n);
             }
         }
@@ -1116,9 +1120,9 @@ async fn fetch_leads(
             _ => None,
         };
         let repeated = ends.is_some_and(|e| recent.contains(&e));
-        let keys: Vec<anchor::Key> = page.records.iter().map(anchor::record_key).collect();
+        let first = page.records.first().map(anchor::record_key);
         if !repeated {
-            match anchor.check(q.offset, keys.first().copied()) {
+            match anchor.check(q.offset, first) {
                 anchor::Check::Anchored => {}
                 anchor::Check::Reread { offset } => {
                     tracing::debug!(
@@ -1140,6 +1144,13 @@ async fn fetch_leads(
                 }
             }
         }
+        // (Keyed now: the page is handed on below.)
+        let tail: Vec<anchor::Key> = page
+            .records
+            .iter()
+            .skip(anchor::Anchor::tail_from(n))
+            .map(anchor::record_key)
+            .collect();
         max_total = max_total.max(page.total);
         let total = page.total;
         let has_more = page.has_more;
@@ -1170,7 +1181,7 @@ async fn fetch_leads(
             served,
         };
         // (A page of only the previous page's last record is the end: nothing after it.)
-        let end = anchor.only_overlap(&keys) || last_page(facts);
+        let end = anchor.only_overlap(n, first) || last_page(facts);
         if !end {
             served = facts.served_after();
         }
@@ -1235,7 +1246,7 @@ async fn fetch_leads(
             ));
             break;
         }
-        anchor.handed(at, n, keys);
+        anchor.handed(at, n, tail);
         q.offset = anchor::Anchor::next_offset(at, n);
         recent.extend(ends);
         if recent.len() > 4 {
