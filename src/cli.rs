@@ -61,11 +61,13 @@ pub struct SyncArgs {
     #[arg(long, env = "CTGO_LOOKBACK", value_name = "DURATION")]
     pub lookback: Option<String>,
     /// Export no lead discovered before this: an ISO 8601 time with its zone
-    /// (2026-06-01T00:00:00Z) or a date (midnight UTC). The first run starts there; later runs
-    /// follow the cursor but never read before it [default: the whole history].
+    /// (2026-06-01T00:00:00Z) or a date (midnight UTC). The first run starts there; later runs,
+    /// full refreshes too, follow the cursor but never export a lead before it [default: the
+    /// whole history].
     #[arg(long, env = "CTGO_SINCE", value_name = "ISO8601")]
     pub since: Option<String>,
-    /// Re-read everything and mark ids the API no longer returns as deleted.
+    /// Re-read everything (from --since, if given) and mark ids the API no longer returns as
+    /// deleted.
     #[arg(long, overrides_with = "no_full_refresh")]
     pub full_refresh: bool,
     /// An incremental run, even if the config file sets full_refresh = true.

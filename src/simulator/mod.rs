@@ -634,7 +634,8 @@ pub struct SimulateArgs {
     /// Seed of the generated data and of random faults.
     #[arg(long, default_value_t = DEFAULT_SEED)]
     pub seed: u64,
-    /// Accept only this key (default: any well-formed key). A test key, not a real one.
+    /// Accept only this key (default: any well-formed key: `ctgo_` and 40 more visible ASCII
+    /// characters, as a real one). A test key, not a real one.
     #[arg(long, value_name = "KEY")]
     pub key: Option<String>,
     /// Requests per sliding minute per key (default: no limit).
