@@ -178,6 +178,34 @@ impl FileStore {
         })
     }
 
+    /// Say so when files the state records as in place are gone or changed (deleted or cut
+    /// short by hand): their rows are missing from the dataset, and since the dedup state
+    /// holds them as written, no run writes them again. (Not for CSV, whose files are meant
+    /// to be moved away once imported.)
+    pub fn warn_of_lost_files(&self, kind: &str) -> Result<(), DestError> {
+        let files = self
+            .store
+            .published_files()
+            .map_err(DestError::sql("reading the file records"))?;
+        let lost: Vec<&String> = files
+            .iter()
+            .filter(|(name, bytes)| match std::fs::metadata(self.path(name)) {
+                Ok(m) => *bytes > 0 && m.len() != *bytes,
+                Err(_) => true,
+            })
+            .map(|(name, _)| name)
+            .collect();
+        if let Some(first) = lost.first() {
+            tracing::warn!(
+                dest = %self.describe(),
+                lost = lost.len(),
+                first = %first,
+                "{kind} files this destination committed are missing or changed since they were written: their rows are not in the dataset, and no run writes them again. Restore them from a backup, or export into a new directory."
+            );
+        }
+        Ok(())
+    }
+
     /// `parquet:DIR` / `csv:DIR`.
     pub fn describe(&self) -> String {
         format!("{}:{}", self.scheme, self.dir.display())

@@ -350,6 +350,7 @@ impl Destination for ParquetDest {
 
     fn recover(&mut self) -> Result<Recovery, DestError> {
         let rec = self.core.recover(false)?;
+        self.core.warn_of_lost_files("Parquet")?;
         // Jobs a crash ended get their (now FAILED) record in `export_jobs/` too; so does any
         // finished job whose file a crash during an earlier recovery kept from being written.
         for job in self.core.jobs_without_file()? {

@@ -886,6 +886,15 @@ impl StateStore {
         rows.collect()
     }
 
+    /// The final name and size (0: not recorded) of every file known to be in place.
+    pub fn published_files(&self) -> rusqlite::Result<Vec<(String, u64)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT final, bytes FROM _ctgo_files WHERE published = 1 ORDER BY final")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
+        rows.collect()
+    }
+
     /// Every staged name a committed file record mentions (recovery keeps these).
     pub fn known_staged(&self) -> rusqlite::Result<Vec<String>> {
         let mut stmt = self.conn.prepare("SELECT staged FROM _ctgo_files")?;

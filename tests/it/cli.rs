@@ -1178,3 +1178,30 @@ fn a_file_size_limit_fails_the_job_with_its_record_and_the_next_run_is_exact() {
     let job = sync_ok(&sim, &dest, &[]);
     assert_eq!(leads_counts(&job).0, 3_000, "{job}");
 }
+
+#[test]
+fn parquet_files_deleted_by_hand_are_reported() {
+    // Their rows are gone from the dataset, and the dedup state holds them as written: no run
+    // writes them again, so the run says so.
+    let sim = sim(300);
+    let t = TestDir::new();
+    let dir = t.path("p");
+    let dest = format!("parquet:{}", dir.display());
+    sync_ok(&sim, &dest, &["--tables", "leads"]);
+    let quiet = sync(&sim, &dest, &["--tables", "leads"]);
+    quiet.assert_code(0);
+    assert!(
+        !quiet.stderr.contains("missing or changed"),
+        "{}",
+        quiet.stderr
+    );
+    let file = std::fs::read_dir(dir.join("leads"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "parquet"))
+        .unwrap();
+    std::fs::remove_file(&file).unwrap();
+    let run = sync(&sim, &dest, &["--tables", "leads"]);
+    run.assert_code(0);
+    assert!(run.stderr.contains("missing or changed"), "{}", run.stderr);
+}
