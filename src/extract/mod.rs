@@ -617,11 +617,11 @@ impl JobRun<'_> {
                 "The stored cursor is later than now: reading every lead again once (from --since, if given)."
             );
         }
-        // `--since` is a floor: no lead discovered before it is asked for, on the first run or
-        // later (the lookback would reach back past it).
-        // The floor is asked a second early, as the cursor is (an API whose `since` is
-        // exclusive would not serve the leads of its very second); leads before it are read
-        // but not exported, and a full refresh marks none of them deleted.
+        // `--since` is a floor: no lead discovered before it is exported, on the first run, on
+        // later ones (the lookback would reach back past it) and in full refreshes. It is
+        // asked a second early, as the cursor is (an API whose `since` is exclusive would not
+        // serve the leads of its very second); the leads before it that come are read but not
+        // exported, and a full refresh marks none of them deleted.
         let from_cursor = since_for(read_from, self.cfg.lookback, None);
         let floor = self
             .cfg
