@@ -331,12 +331,13 @@ pub fn summary_line(job: &JobRecord, requests: u64, rate_wait: std::time::Durati
         job.duration_seconds.unwrap_or_default(),
         requests,
         if requests == 1 { "" } else { "s" },
-        // Say where a long job's time went when it was the API's rate limit.
+        // Say where a long job's time went when it was the API's rate limit. (A wait counts
+        // as planned when it began: a job cancelled during one did not wait all of it.)
         if rate_wait >= std::time::Duration::from_secs(1) {
-            format!(
-                ", {:.0} s of it waiting for the API's rate limit",
-                rate_wait.as_secs_f64()
-            )
+            let waited = rate_wait
+                .as_secs_f64()
+                .min(job.duration_seconds.unwrap_or_default());
+            format!(", {waited:.0} s of it waiting for the API's rate limit")
         } else {
             String::new()
         },

@@ -850,8 +850,10 @@ impl ApiClient {
     }
 
     /// Replace the key wherever it occurs in text that came from outside ([`key::redact_key_in`]).
+    /// `s` with this client's key redacted, and anything else shaped like a key (an API may
+    /// quote another one).
     fn redact(&self, s: &str) -> String {
-        key::redact_key_in(s, self.key.expose())
+        key::redact_key_in(&key::scrub_key_like(s), self.key.expose())
     }
 }
 

@@ -814,3 +814,23 @@ fn mistakes_in_the_base_url_get_advice() {
         "{once}"
     );
 }
+
+#[tokio::test]
+async fn a_key_shaped_string_the_api_quotes_is_redacted_too() {
+    // Not this client's key: another one the API echoes (a mix-up on its side).
+    let other = "ctgo_Zz9yXw8vUt7sRq6pOn5mLk4jIh3gFe2dCb1aZz9y";
+    let srv = Canned::start(vec![http(
+        "400 Bad Request",
+        &[],
+        &format!(r#"{{"error":"bad_request","message":"key {other} is not allowed here"}}"#),
+    )])
+    .await;
+    let err = client(&srv.base(), 0)
+        .leads(&leads_q())
+        .await
+        .expect_err("400");
+    for text in [err.to_string(), format!("{err:?}")] {
+        assert!(!text.contains(&other[5..]), "{text}");
+        assert!(text.contains("ctgo_****"), "{text}");
+    }
+}

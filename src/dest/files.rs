@@ -161,6 +161,25 @@ impl FileStore {
         let store = StateStore::open(&state_path)
             .and_then(|s| s.limit_cache_kib(STATE_CACHE_KIB).map(|()| s))
             .map_err(DestError::sql(format!("opening {}", state_path.display())))?;
+        // A state that records no file beside exported ones (an SQLite file with none of
+        // its tables, say) is as good as none.
+        if store
+            .recorded_files()
+            .map_err(DestError::sql(format!("reading {}", state_path.display())))?
+            .is_empty()
+            && let Some(file) = exported_file(dir)?
+        {
+            return Err(DestError::Mismatch {
+                dest: described,
+                reason: format!(
+                    "it holds exported files ({file}) that its {state} does not record; without \
+                     the state that goes with them every lead would be written again. Put that \
+                     {state} back (with its -wal file, if there is one), or export into a new \
+                     directory",
+                    state = super::STATE_FILE,
+                ),
+            });
+        }
         store
             .claim_kind(scheme)
             .map_err(DestError::kind(&described, &state_path))?;

@@ -94,17 +94,23 @@ pub enum Check {
     Unstable,
 }
 
-/// The previous page of a listing read with overlapping pages.
+/// The last pages of a listing read with overlapping pages.
 #[derive(Debug, Default)]
 pub struct Anchor {
+    /// The page handed on last.
     prev: Option<Prev>,
+    /// The one before it.
+    before: Option<Prev>,
+    /// The offset of the re-read asked for last, until that page is checked.
+    reread_at: Option<u64>,
     rereads: u32,
 }
 
 #[derive(Debug)]
 struct Prev {
     offset: u64,
-    /// The keys of its last [`Anchor::TAIL`] records.
+    /// The keys of its first and its last [`Anchor::TAIL`] records.
+    head: Vec<Key>,
     tail: Vec<Key>,
 }
 
@@ -115,9 +121,14 @@ impl Anchor {
     /// every record of every page would cost the fetcher 5 % of an export's time).
     pub const TAIL: usize = 64;
 
-    /// The records of a page of `n` whose keys [`Self::handed`] wants: the last [`Self::TAIL`].
+    /// The records of a page of `n` whose keys [`Self::handed`] wants: the first
+    /// [`Self::TAIL`] (`..head_to`) and the last (`tail_from..`).
     pub fn tail_from(n: usize) -> usize {
         n.saturating_sub(Self::TAIL)
+    }
+
+    pub fn head_to(n: usize) -> usize {
+        n.min(Self::TAIL)
     }
 
     /// Where the page after one of `n` records at `offset` starts: on its last record, which
@@ -130,36 +141,61 @@ impl Anchor {
         }
     }
 
+    /// Whether the page at `offset` is a re-read this anchor asked for. It may be the very
+    /// page read before (the page after it was stale, not the listing shifted): no sign of a
+    /// server that ignores `offset`.
+    pub fn is_reread(&self, offset: u64) -> bool {
+        self.reread_at == Some(offset)
+    }
+
     /// Whether the page at `offset`, whose first record is `first` (`None`: it is empty),
-    /// follows on from the previous page handed on.
+    /// follows on from the pages handed on. A next page must start in the last page's tail.
+    /// A re-read of the last page's window must start on a record read already: in the tail
+    /// of the page before (records were added before it), or in the last page's head or tail
+    /// (records were removed before it; everything up to the last page's end was read).
     pub fn check(&mut self, offset: u64, first: Option<Key>) -> Check {
+        self.reread_at = None;
         let Some(prev) = &self.prev else {
             return Check::Anchored;
         };
-        if offset == 0 || first.is_some_and(|k| prev.tail.contains(&k)) {
+        let seen = |keys: &[Key]| first.is_some_and(|k| keys.contains(&k));
+        let anchored = offset == 0
+            || if offset > prev.offset {
+                seen(&prev.tail)
+            } else {
+                seen(&prev.head)
+                    || seen(&prev.tail)
+                    || self.before.as_ref().is_some_and(|b| seen(&b.tail))
+            };
+        if anchored {
             return Check::Anchored;
         }
         self.rereads += 1;
         if self.rereads > Self::MAX_REREADS {
             return Check::Unstable;
         }
-        if offset > prev.offset {
-            Check::Reread {
-                offset: prev.offset,
-            }
+        let from = if offset > prev.offset {
+            prev.offset
         } else {
-            // The previous page's window, read again, no longer starts inside it: from the
-            // start.
+            // The last page's window, read again, starts on no record read: from the start.
             self.prev = None;
-            Check::Reread { offset: 0 }
-        }
+            self.before = None;
+            0
+        };
+        self.reread_at = Some(from);
+        Check::Reread { offset: from }
     }
 
-    /// The page at `offset`, of `n` records whose last ones have the keys `tail` (from
-    /// [`Self::tail_from`]), was handed on; the next one is checked against it (when they
-    /// overlap: see [`Anchor::next_offset`]).
-    pub fn handed(&mut self, offset: u64, n: usize, tail: Vec<Key>) {
-        self.prev = (n >= 2 && !tail.is_empty()).then_some(Prev { offset, tail });
+    /// The page at `offset`, of `n` records whose first and last ones have the keys `head`
+    /// and `tail` (from [`Self::tail_from`]), was handed on; the next one is checked against
+    /// it (when they overlap: see [`Anchor::next_offset`]). A re-read of the last page's
+    /// window takes its place; any other page follows it.
+    pub fn handed(&mut self, offset: u64, n: usize, head: Vec<Key>, tail: Vec<Key>) {
+        let page = (n >= 2 && !tail.is_empty()).then_some(Prev { offset, head, tail });
+        if self.prev.as_ref().is_none_or(|p| p.offset != offset) {
+            self.before = self.prev.take();
+        }
+        self.prev = page;
     }
 
     /// Whether a page of `n` records, the first keyed `first`, holds nothing but the previous
@@ -220,7 +256,7 @@ mod tests {
     fn a_page_starting_inside_the_previous_one_is_anchored() {
         let mut a = Anchor::default();
         assert_eq!(a.check(0, Some(Key::Id(0))), Check::Anchored);
-        a.handed(0, 100, ids(36..100));
+        a.handed(0, 100, ids(0..64), ids(36..100));
         // As asked: on the previous page's last record.
         assert_eq!(a.check(99, Some(Key::Id(99))), Check::Anchored);
         // Records added before it moved the rest forward: earlier in the previous page.
@@ -235,39 +271,60 @@ mod tests {
     #[test]
     fn a_page_starting_past_the_previous_one_is_read_again_then_from_the_start() {
         let mut a = Anchor::default();
-        a.handed(0, 100, ids(36..100));
-        a.handed(99, 100, ids(135..199));
+        a.handed(0, 100, ids(0..64), ids(36..100));
+        a.handed(99, 100, ids(99..163), ids(135..199));
         // Records removed before offset 198: the page starts with one never seen.
         assert_eq!(
             a.check(198, Some(Key::Id(205))),
             Check::Reread { offset: 99 }
         );
+        assert!(a.is_reread(99));
         // An empty page where the previous page's last record was: removed too.
         assert_eq!(a.check(198, None), Check::Reread { offset: 99 });
-        // The previous window, read again, does not start inside it either: from the start.
-        assert_eq!(a.check(99, Some(Key::Id(400))), Check::Reread { offset: 0 });
+        // The previous window, read again, starts on a record read (5 removed before it): it
+        // takes the previous page's place, and the next page follows it.
+        assert_eq!(a.check(99, Some(Key::Id(104))), Check::Anchored);
+        assert!(!a.is_reread(99));
+        a.handed(99, 100, ids(104..168), ids(140..204));
+        assert_eq!(a.check(198, Some(Key::Id(203))), Check::Anchored);
+        // The same with records added before it: it starts in the page before.
+        a.handed(0, 100, ids(0..64), ids(36..100));
+        a.handed(99, 100, ids(99..163), ids(135..199));
+        assert_eq!(
+            a.check(198, Some(Key::Id(900))),
+            Check::Reread { offset: 99 }
+        );
+        assert_eq!(a.check(99, Some(Key::Id(90))), Check::Anchored);
+        // A re-read that starts on no record read: from the start.
+        a.handed(99, 100, ids(90..154), ids(126..190));
+        assert_eq!(
+            a.check(188, Some(Key::Id(999))),
+            Check::Reread { offset: 99 }
+        );
+        assert_eq!(a.check(99, Some(Key::Id(998))), Check::Reread { offset: 0 });
+        assert!(a.is_reread(0));
         assert_eq!(a.check(0, Some(Key::Id(400))), Check::Anchored);
-        assert_eq!(a.rereads(), 3);
+        assert_eq!(a.rereads(), 5);
     }
 
     #[test]
     fn a_listing_that_keeps_shifting_is_given_up() {
         let mut a = Anchor::default();
         for _ in 0..Anchor::MAX_REREADS {
-            a.handed(0, 100, ids(36..100));
+            a.handed(0, 100, ids(0..64), ids(36..100));
             assert!(matches!(
                 a.check(99, Some(Key::Id(1000))),
                 Check::Reread { .. }
             ));
         }
-        a.handed(0, 100, ids(36..100));
+        a.handed(0, 100, ids(0..64), ids(36..100));
         assert_eq!(a.check(99, Some(Key::Id(1000))), Check::Unstable);
     }
 
     #[test]
     fn after_a_page_of_one_record_nothing_overlaps_or_is_checked() {
         let mut a = Anchor::default();
-        a.handed(0, 1, ids(0..1));
+        a.handed(0, 1, ids(0..1), ids(0..1));
         assert_eq!(a.check(1, Some(Key::Id(77))), Check::Anchored);
     }
 }

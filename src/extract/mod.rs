@@ -796,6 +796,7 @@ impl JobRun<'_> {
                 let texts: Vec<&str> = page.records.iter().map(|r| r.get()).collect();
                 // (The per-stream endpoint has no offset: one page.)
                 let first = texts.first().map(|t| anchor::record_key(t));
+                let reread = anchor.is_reread(offset);
                 if stream.is_none() {
                     match anchor.check(offset, first) {
                         anchor::Check::Anchored => {}
@@ -849,7 +850,8 @@ impl JobRun<'_> {
                 if anchor.only_overlap(n, first) || last_page(facts) || stream.is_some() {
                     break;
                 }
-                if repeats_recent(&mut recent, out.ids.iter().copied()) {
+                // (A re-read may well be the page read before: the page after it was stale.)
+                if repeats_recent(&mut recent, out.ids.iter().copied()) && !reread {
                     // (Also after a short page asked past: a server that ignores `offset` and
                     // caps its pages cannot be told from one whose first page was all.)
                     tracing::warn!(
@@ -867,11 +869,15 @@ impl JobRun<'_> {
                     );
                     break;
                 }
-                let tail = texts[anchor::Anchor::tail_from(n)..]
-                    .iter()
-                    .map(|t| anchor::record_key(t))
-                    .collect();
-                anchor.handed(offset, n, tail);
+                let keys = |r: std::ops::Range<usize>| -> Vec<anchor::Key> {
+                    texts[r].iter().map(|t| anchor::record_key(t)).collect()
+                };
+                anchor.handed(
+                    offset,
+                    n,
+                    keys(0..anchor::Anchor::head_to(n)),
+                    keys(anchor::Anchor::tail_from(n)..n),
+                );
                 offset = anchor::Anchor::next_offset(offset, n);
             }
         }
@@ -1119,7 +1125,8 @@ async fn fetch_leads(
             )),
             _ => None,
         };
-        let repeated = ends.is_some_and(|e| recent.contains(&e));
+        // (A re-read may well be the page read before: the page after it was stale.)
+        let repeated = !anchor.is_reread(q.offset) && ends.is_some_and(|e| recent.contains(&e));
         let first = page.records.first().map(anchor::record_key);
         if !repeated {
             match anchor.check(q.offset, first) {
@@ -1145,12 +1152,13 @@ async fn fetch_leads(
             }
         }
         // (Keyed now: the page is handed on below.)
-        let tail: Vec<anchor::Key> = page
-            .records
-            .iter()
-            .skip(anchor::Anchor::tail_from(n))
-            .map(anchor::record_key)
-            .collect();
+        let key_range = |r: std::ops::Range<usize>| -> Vec<anchor::Key> {
+            r.filter_map(|i| page.records.get(i))
+                .map(anchor::record_key)
+                .collect()
+        };
+        let head = key_range(0..anchor::Anchor::head_to(n));
+        let tail = key_range(anchor::Anchor::tail_from(n)..n);
         max_total = max_total.max(page.total);
         let total = page.total;
         let has_more = page.has_more;
@@ -1246,7 +1254,7 @@ async fn fetch_leads(
             ));
             break;
         }
-        anchor.handed(at, n, tail);
+        anchor.handed(at, n, head, tail);
         q.offset = anchor::Anchor::next_offset(at, n);
         recent.extend(ends);
         if recent.len() > 4 {
@@ -1506,10 +1514,12 @@ impl PageFacts {
         Some(self.served.map_or(n, |s| s.min(n)))
     }
 
-    /// A short page without `hasMore` that is exactly as full as the server's pages are (the
-    /// size it served before, or the endpoint's default: a server that ignores `limit`) and
-    /// that `total` does not show to be followed by more: one more request settles whether
-    /// it was the last. (`total` alone does not: one too low would drop the leads after it.)
+    /// A short page without `hasMore` that `total` does not show to be followed by more, and
+    /// that is exactly as full as the server's pages are (the size it served before, or the
+    /// endpoint's default: a server that ignores `limit`), or comes with no `total` at all (a
+    /// server whose own maximum is below the `limit` asked says so in no other way): one
+    /// more request settles whether it was the last. (`total` alone does not: one too low
+    /// would drop the leads after it.)
     fn asks_again(&self) -> bool {
         // A page holding more than `total` says there are: that `total` says nothing.
         let total_contradicted = self
@@ -1520,6 +1530,7 @@ impl PageFacts {
             && self.n < self.limit as usize
             && !self.more_by_total()
             && (total_contradicted
+                || self.total.is_none()
                 || self.n == self.default_limit as usize
                 || self.served == Some(self.n as u64))
     }
@@ -1573,10 +1584,12 @@ mod tests {
         assert!(last_page(p(0, Some(true), Some(5_000))));
         assert!(last_page(p(500, Some(false), None)));
         assert!(!last_page(p(7, Some(true), None)));
-        // Without it: a full page goes on, a short one ends...
+        // Without it: a full page goes on, a short one ends when `total` agrees...
         assert!(!last_page(p(500, None, None)));
-        assert!(last_page(p(7, None, None)));
         assert!(last_page(p(7, None, Some(1_007))));
+        // ...and is asked past without one (a server whose own maximum is below the limit
+        // asked serves fewer without a word).
+        assert!(!last_page(p(7, None, None)));
         // ...unless `total` says more follow (a server serving fewer than asked), or it holds
         // the endpoint's default page size (a server ignoring `limit`).
         assert!(!last_page(p(100, None, Some(5_000))));
@@ -1591,6 +1604,7 @@ mod tests {
         assert!(!last_page(served(80, Some(1_080))));
         assert!(last_page(served(79, Some(1_079))));
         assert!(!last_page(served(80, None)));
+        assert!(!last_page(served(79, None)));
     }
 
     /// A lead discovered at second `sec` after 2026-06-02T09:00:00Z.

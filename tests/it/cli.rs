@@ -34,6 +34,11 @@ fn a_base_url_holding_the_key_is_refused_before_it_is_used() {
         format!("https://{KEY}/api/v2"),
         format!("https://{}/api/v2", KEY.to_ascii_uppercase()),
         format!("http://127.0.0.1:9/{KEY}/api/v2"),
+        // Spelled as escapes, it is still sent.
+        format!(
+            "http://127.0.0.1:9/{}/api/v2",
+            KEY.bytes().map(|b| format!("%{b:02X}")).collect::<String>()
+        ),
     ] {
         for args in [
             vec!["sync", "--dest", &dest, "--base-url", &url, "--json"],
@@ -819,6 +824,19 @@ fn a_destination_keeps_its_kind_and_its_state_file() {
         "left as it was"
     );
     std::fs::remove_file(&state).unwrap();
+    // Nor with an SQLite file that holds none of its tables.
+    db(&state)
+        .execute_batch("CREATE TABLE t(x); DROP TABLE t;")
+        .unwrap();
+    refused(&parquet, &[], "does not record");
+    for f in [
+        ".ctgo-state.db",
+        ".ctgo-state.db-wal",
+        ".ctgo-state.db-shm",
+        ".ctgo.lock",
+    ] {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
     let nested = t.path("nested");
     std::fs::create_dir_all(nested.join("leads").join("2026")).unwrap();
     std::fs::copy(

@@ -218,6 +218,23 @@ fn a_server_that_serves_fewer_than_asked_is_read_to_its_end_and_loses_nothing() 
     assert_eq!(leads_counts(&job).0, 5, "{job}");
     assert_eq!(sqlite_live_lead_ids(&path), expected_ids(&sim));
 
+    // Neither `hasMore` nor `total`, and pages capped at 200 (not the default 100): the first
+    // short page is asked past, so nothing is left unread, and a full refresh marks nothing
+    // deleted.
+    let sim = sim_with(|c| {
+        c.leads = 1_000;
+        c.page_cap = Some(200);
+        c.omit_has_more = true;
+        c.omit_total = true;
+    });
+    let t = TestDir::new();
+    let (dest, path) = t.sqlite();
+    let job = sync_ok(&sim, &dest, &["--tables", "leads"]);
+    assert_eq!(leads_counts(&job).0, 1_000, "{job}");
+    let job = sync_ok(&sim, &dest, &["--tables", "leads", "--full-refresh"]);
+    assert_eq!(leads_counts(&job), (0, 0, 0, 0), "{job}");
+    assert_eq!(sqlite_live_lead_ids(&path), expected_ids(&sim));
+
     // Its `total` a little low (or high): a page as full as its pages that `total` calls
     // the last is asked past once, so the oldest leads are not dropped.
     // (-290: a first page holding more leads than `total` says there are.)
