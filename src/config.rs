@@ -387,37 +387,13 @@ impl JobConfig {
 /// a request would send the key to a DNS resolver, and the destination keeps the URL.
 pub fn refuse_key_in_url(url: &reqwest::Url, key: &ApiKey) -> Result<(), ConfigError> {
     // As written, and with `%XX` escapes decoded (the key spelled as escapes is still sent).
-    for text in [url.as_str().to_string(), percent_decoded(url.as_str())] {
-        if crate::api::key::redact_key_in(&text, key.expose()) != text {
+    let decoded = percent_encoding::percent_decode_str(url.as_str()).decode_utf8_lossy();
+    for text in [url.as_str(), &decoded] {
+        if crate::api::key::redact_key_in(text, key.expose()) != text {
             return Err(ConfigError::KeyInBaseUrl);
         }
     }
     Ok(())
-}
-
-/// `s` with every `%XX` escape decoded (bytes that are not UTF-8 become U+FFFD).
-fn percent_decoded(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        match (
-            b[i],
-            b.get(i + 1).copied().and_then(hex),
-            b.get(i + 2).copied().and_then(hex),
-        ) {
-            (b'%', Some(h), Some(l)) => {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            (c, _, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The base URL: given, or the documented default.

@@ -112,6 +112,20 @@ fn exported_file(dir: &Path) -> Result<Option<String>, DestError> {
     Ok(None)
 }
 
+/// The refusal of a directory whose exported files have no state that goes with them (`what`
+/// goes on from "it holds exported files (").
+fn files_without_state(dest: String, what: String) -> DestError {
+    DestError::Mismatch {
+        dest,
+        reason: format!(
+            "it holds exported files ({what}; without the state that goes with them every lead \
+             would be written again. Put that {state} back (with its -wal file, if there is \
+             one), or export into a new directory",
+            state = super::STATE_FILE,
+        ),
+    }
+}
+
 impl FileStore {
     /// Create `dir` if missing, lock it, open the state store and create the table dirs.
     pub fn open(dir: &Path, scheme: &'static str) -> Result<FileStore, DestError> {
@@ -137,21 +151,19 @@ impl FileStore {
         if state_len.is_none_or(|n| n == 0)
             && let Some(file) = exported_file(dir)?
         {
-            return Err(DestError::Mismatch {
-                dest: described,
-                reason: format!(
-                    "it holds exported files ({file}) but {} {state}, the record of which \
-                     versions were written and of the cursor; without it every lead would be \
-                     written again. Put {state} back (with its -wal file, if there is one), or \
-                     export into a new directory",
-                    if state_len.is_some() {
-                        "an empty"
-                    } else {
-                        "no"
-                    },
-                    state = super::STATE_FILE,
+            let state = if state_len.is_some() {
+                "an empty"
+            } else {
+                "no"
+            };
+            return Err(files_without_state(
+                described,
+                format!(
+                    "{file}) but {state} {}, the record of which versions were written and of \
+                     the cursor",
+                    super::STATE_FILE
                 ),
-            });
+            ));
         }
         std::fs::create_dir_all(dir).map_err(DestError::io(format!(
             "creating the destination directory {}",
@@ -169,16 +181,10 @@ impl FileStore {
             .is_empty()
             && let Some(file) = exported_file(dir)?
         {
-            return Err(DestError::Mismatch {
-                dest: described,
-                reason: format!(
-                    "it holds exported files ({file}) that its {state} does not record; without \
-                     the state that goes with them every lead would be written again. Put that \
-                     {state} back (with its -wal file, if there is one), or export into a new \
-                     directory",
-                    state = super::STATE_FILE,
-                ),
-            });
+            return Err(files_without_state(
+                described,
+                format!("{file}) that its {} does not record", super::STATE_FILE),
+            ));
         }
         store
             .claim_kind(scheme)

@@ -10,9 +10,9 @@
 //! ([`Anchor::next_offset`]), and it must start with one of the previous page's last
 //! [`Anchor::TAIL`] records (records added before it move it forward, onto an earlier one).
 //! When it does not, records moved back across the boundary (or more than `TAIL` were added
-//! since the page before, which reading again does no harm): the page is dropped and the previous
-//! page's window is read again; when that one does not start inside the previous page either,
-//! the listing is read again from its start ([`Anchor::check`]). Records are told apart by
+//! since the page before, which reading again does no harm): the page is dropped and the
+//! previous page's window is read again; when that one does not start on a record read
+//! already either, the listing is read again from its start ([`Anchor::check`]). Records are told apart by
 //! `id`, or by their text when they have none (a malformed record). The overlap costs one
 //! record per page.
 
@@ -109,27 +109,34 @@ pub struct Anchor {
 #[derive(Debug)]
 struct Prev {
     offset: u64,
-    /// The keys of its first and its last [`Anchor::TAIL`] records.
+    keys: PageKeys,
+}
+
+/// The keys of a page's first and of its last [`Anchor::TAIL`] records: all a page is checked
+/// against (keying every record of every page would cost the fetcher 5 % of an export).
+#[derive(Debug, Default)]
+pub struct PageKeys {
     head: Vec<Key>,
     tail: Vec<Key>,
+}
+
+impl PageKeys {
+    /// The keys of a page of `n` records, record `i` being `record(i)`.
+    pub fn of<'a>(n: usize, record: impl Fn(usize) -> Option<&'a str>) -> PageKeys {
+        let keys = |r: std::ops::Range<usize>| r.filter_map(&record).map(record_key).collect();
+        PageKeys {
+            head: keys(0..n.min(Anchor::TAIL)),
+            tail: keys(n.saturating_sub(Anchor::TAIL)..n),
+        }
+    }
 }
 
 impl Anchor {
     /// Re-reads of one listing before it is given up as unstable.
     pub const MAX_REREADS: u32 = 8;
-    /// How many of a page's last records the next page may start on (only these are keyed:
-    /// every record of every page would cost the fetcher 5 % of an export's time).
+    /// How many of a page's last records the next page may start on (and of its first, a
+    /// re-read of its window): see [`PageKeys`].
     pub const TAIL: usize = 64;
-
-    /// The records of a page of `n` whose keys [`Self::handed`] wants: the first
-    /// [`Self::TAIL`] (`..head_to`) and the last (`tail_from..`).
-    pub fn tail_from(n: usize) -> usize {
-        n.saturating_sub(Self::TAIL)
-    }
-
-    pub fn head_to(n: usize) -> usize {
-        n.min(Self::TAIL)
-    }
 
     /// Where the page after one of `n` records at `offset` starts: on its last record, which
     /// the next page must begin with. (After a page of one record, nothing overlaps.)
@@ -161,11 +168,11 @@ impl Anchor {
         let seen = |keys: &[Key]| first.is_some_and(|k| keys.contains(&k));
         let anchored = offset == 0
             || if offset > prev.offset {
-                seen(&prev.tail)
+                seen(&prev.keys.tail)
             } else {
-                seen(&prev.head)
-                    || seen(&prev.tail)
-                    || self.before.as_ref().is_some_and(|b| seen(&b.tail))
+                seen(&prev.keys.head)
+                    || seen(&prev.keys.tail)
+                    || self.before.as_ref().is_some_and(|b| seen(&b.keys.tail))
             };
         if anchored {
             return Check::Anchored;
@@ -186,12 +193,11 @@ impl Anchor {
         Check::Reread { offset: from }
     }
 
-    /// The page at `offset`, of `n` records whose first and last ones have the keys `head`
-    /// and `tail` (from [`Self::tail_from`]), was handed on; the next one is checked against
-    /// it (when they overlap: see [`Anchor::next_offset`]). A re-read of the last page's
-    /// window takes its place; any other page follows it.
-    pub fn handed(&mut self, offset: u64, n: usize, head: Vec<Key>, tail: Vec<Key>) {
-        let page = (n >= 2 && !tail.is_empty()).then_some(Prev { offset, head, tail });
+    /// The page at `offset`, of `n` records with these `keys`, was handed on; the next one is
+    /// checked against it (when they overlap: see [`Anchor::next_offset`]). A re-read of the
+    /// last page's window takes its place; any other page follows it.
+    pub fn handed(&mut self, offset: u64, n: usize, keys: PageKeys) {
+        let page = (n >= 2 && !keys.tail.is_empty()).then_some(Prev { offset, keys });
         if self.prev.as_ref().is_none_or(|p| p.offset != offset) {
             self.before = self.prev.take();
         }
@@ -204,7 +210,7 @@ impl Anchor {
     pub fn only_overlap(&self, n: usize, first: Option<Key>) -> bool {
         n == 1
             && first.is_some()
-            && self.prev.as_ref().and_then(|p| p.tail.last().copied()) == first
+            && self.prev.as_ref().and_then(|p| p.keys.tail.last().copied()) == first
     }
 
     /// Re-reads so far.
@@ -244,6 +250,10 @@ mod tests {
         r.map(Key::Id).collect()
     }
 
+    fn keys(head: Vec<Key>, tail: Vec<Key>) -> PageKeys {
+        PageKeys { head, tail }
+    }
+
     #[test]
     fn pages_overlap_by_one_record() {
         assert_eq!(Anchor::next_offset(0, 100), 99);
@@ -256,7 +266,7 @@ mod tests {
     fn a_page_starting_inside_the_previous_one_is_anchored() {
         let mut a = Anchor::default();
         assert_eq!(a.check(0, Some(Key::Id(0))), Check::Anchored);
-        a.handed(0, 100, ids(0..64), ids(36..100));
+        a.handed(0, 100, keys(ids(0..64), ids(36..100)));
         // As asked: on the previous page's last record.
         assert_eq!(a.check(99, Some(Key::Id(99))), Check::Anchored);
         // Records added before it moved the rest forward: earlier in the previous page.
@@ -271,8 +281,8 @@ mod tests {
     #[test]
     fn a_page_starting_past_the_previous_one_is_read_again_then_from_the_start() {
         let mut a = Anchor::default();
-        a.handed(0, 100, ids(0..64), ids(36..100));
-        a.handed(99, 100, ids(99..163), ids(135..199));
+        a.handed(0, 100, keys(ids(0..64), ids(36..100)));
+        a.handed(99, 100, keys(ids(99..163), ids(135..199)));
         // Records removed before offset 198: the page starts with one never seen.
         assert_eq!(
             a.check(198, Some(Key::Id(205))),
@@ -285,18 +295,18 @@ mod tests {
         // takes the previous page's place, and the next page follows it.
         assert_eq!(a.check(99, Some(Key::Id(104))), Check::Anchored);
         assert!(!a.is_reread(99));
-        a.handed(99, 100, ids(104..168), ids(140..204));
+        a.handed(99, 100, keys(ids(104..168), ids(140..204)));
         assert_eq!(a.check(198, Some(Key::Id(203))), Check::Anchored);
         // The same with records added before it: it starts in the page before.
-        a.handed(0, 100, ids(0..64), ids(36..100));
-        a.handed(99, 100, ids(99..163), ids(135..199));
+        a.handed(0, 100, keys(ids(0..64), ids(36..100)));
+        a.handed(99, 100, keys(ids(99..163), ids(135..199)));
         assert_eq!(
             a.check(198, Some(Key::Id(900))),
             Check::Reread { offset: 99 }
         );
         assert_eq!(a.check(99, Some(Key::Id(90))), Check::Anchored);
         // A re-read that starts on no record read: from the start.
-        a.handed(99, 100, ids(90..154), ids(126..190));
+        a.handed(99, 100, keys(ids(90..154), ids(126..190)));
         assert_eq!(
             a.check(188, Some(Key::Id(999))),
             Check::Reread { offset: 99 }
@@ -311,20 +321,20 @@ mod tests {
     fn a_listing_that_keeps_shifting_is_given_up() {
         let mut a = Anchor::default();
         for _ in 0..Anchor::MAX_REREADS {
-            a.handed(0, 100, ids(0..64), ids(36..100));
+            a.handed(0, 100, keys(ids(0..64), ids(36..100)));
             assert!(matches!(
                 a.check(99, Some(Key::Id(1000))),
                 Check::Reread { .. }
             ));
         }
-        a.handed(0, 100, ids(0..64), ids(36..100));
+        a.handed(0, 100, keys(ids(0..64), ids(36..100)));
         assert_eq!(a.check(99, Some(Key::Id(1000))), Check::Unstable);
     }
 
     #[test]
     fn after_a_page_of_one_record_nothing_overlaps_or_is_checked() {
         let mut a = Anchor::default();
-        a.handed(0, 1, ids(0..1), ids(0..1));
+        a.handed(0, 1, keys(ids(0..1), ids(0..1)));
         assert_eq!(a.check(1, Some(Key::Id(77))), Check::Anchored);
     }
 }

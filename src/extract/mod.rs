@@ -869,15 +869,8 @@ impl JobRun<'_> {
                     );
                     break;
                 }
-                let keys = |r: std::ops::Range<usize>| -> Vec<anchor::Key> {
-                    texts[r].iter().map(|t| anchor::record_key(t)).collect()
-                };
-                anchor.handed(
-                    offset,
-                    n,
-                    keys(0..anchor::Anchor::head_to(n)),
-                    keys(anchor::Anchor::tail_from(n)..n),
-                );
+                let keys = anchor::PageKeys::of(n, |i| texts.get(i).copied());
+                anchor.handed(offset, n, keys);
                 offset = anchor::Anchor::next_offset(offset, n);
             }
         }
@@ -1152,13 +1145,7 @@ async fn fetch_leads(
             }
         }
         // (Keyed now: the page is handed on below.)
-        let key_range = |r: std::ops::Range<usize>| -> Vec<anchor::Key> {
-            r.filter_map(|i| page.records.get(i))
-                .map(anchor::record_key)
-                .collect()
-        };
-        let head = key_range(0..anchor::Anchor::head_to(n));
-        let tail = key_range(anchor::Anchor::tail_from(n)..n);
+        let keys = anchor::PageKeys::of(n, |i| page.records.get(i));
         max_total = max_total.max(page.total);
         let total = page.total;
         let has_more = page.has_more;
@@ -1254,7 +1241,7 @@ async fn fetch_leads(
             ));
             break;
         }
-        anchor.handed(at, n, head, tail);
+        anchor.handed(at, n, keys);
         q.offset = anchor::Anchor::next_offset(at, n);
         recent.extend(ends);
         if recent.len() > 4 {
