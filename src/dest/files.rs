@@ -176,9 +176,8 @@ impl FileStore {
         // A state that records no file beside exported ones (an SQLite file with none of
         // its tables, say) is as good as none.
         if store
-            .recorded_files()
+            .records_no_file()
             .map_err(DestError::sql(format!("reading {}", state_path.display())))?
-            .is_empty()
             && let Some(file) = exported_file(dir)?
         {
             return Err(files_without_state(

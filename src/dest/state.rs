@@ -879,6 +879,14 @@ impl StateStore {
         )
     }
 
+    /// Whether the store records no file at all.
+    pub fn records_no_file(&self) -> rusqlite::Result<bool> {
+        self.conn
+            .query_row("SELECT NOT EXISTS (SELECT 1 FROM _ctgo_files)", [], |r| {
+                r.get(0)
+            })
+    }
+
     /// The final name (`leads/part-….parquet`) of every file the store records.
     pub fn recorded_files(&self) -> rusqlite::Result<Vec<String>> {
         let mut stmt = self.conn.prepare("SELECT final FROM _ctgo_files")?;
