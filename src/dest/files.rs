@@ -328,6 +328,8 @@ impl FileStore {
         self.store
             .rollback()
             .map_err(DestError::sql("resetting the state store"))?;
+        // Before anything is published or deleted on the word of this state.
+        self.refuse_an_older_state()?;
         let pending = self
             .store
             .unpublished_files()
@@ -411,6 +413,59 @@ impl FileStore {
         Ok(rec)
     }
 
+    /// Refuse a state older than the files beside it: a published file of ours that the state
+    /// does not record was committed by a job the state does not know (a `.ctgo-state.db` put
+    /// back from a backup over newer files, say). Its leads would be written again, and the
+    /// newer jobs' hidden files taken for uncommitted work. A file the state records is never
+    /// visible before its record is committed (`synchronous=FULL`), so this cannot be a crash.
+    fn refuse_an_older_state(&self) -> Result<(), DestError> {
+        let recorded: HashSet<String> = self
+            .store
+            .recorded_files()
+            .map_err(DestError::sql("reading the file records"))?
+            .into_iter()
+            .collect();
+        let mut unknown = Vec::new();
+        for table in Table::ALL {
+            let dir = self.dir.join(table.name());
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(DestError::io(format!("listing {}", dir.display()))(e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(DestError::io(format!("listing {}", dir.display())))?;
+                let name = entry.file_name();
+                let Some(name) = name.to_str().filter(|n| is_exported_name(n)) else {
+                    continue;
+                };
+                let rel = format!("{}/{name}", table.name());
+                if !recorded.contains(&rel) {
+                    unknown.push(rel);
+                }
+            }
+        }
+        unknown.sort();
+        let Some(first) = unknown.first() else {
+            return Ok(());
+        };
+        let others = match unknown.len() - 1 {
+            0 => String::new(),
+            1 => " and 1 more file".to_string(),
+            n => format!(" and {n} more files"),
+        };
+        Err(DestError::Mismatch {
+            dest: self.describe(),
+            reason: format!(
+                "it holds {first}{others} that its {state} does not record: the state is older \
+                 than the files (put back from a backup?), and exporting with it would write \
+                 their leads again. Put the newest {state} back (with its -wal file, if there \
+                 is one), or move the files it does not record out of the directory",
+                state = super::STATE_FILE,
+            ),
+        })
+    }
+
     /// Finished jobs whose `export_jobs/` file was never committed: jobs a crash ended (marked
     /// FAILED just now, or by a recovery that itself crashed before writing their file). The
     /// recovery writes them, so the export_jobs dataset always matches the ledger.
@@ -447,6 +502,26 @@ impl FileStore {
             .job(id)
             .map_err(DestError::sql("reading the job ledger"))
     }
+}
+
+/// True for the names this tool publishes its files under: `part-<job>-00001.parquet`,
+/// `<job>.parquet`, `<job>.csv`, with `<job>` a job's UUID. (A file of someone else's in a
+/// table directory is none of the state's business.)
+pub fn is_exported_name(name: &str) -> bool {
+    let Some(stem) = name
+        .strip_suffix(".parquet")
+        .or_else(|| name.strip_suffix(".csv"))
+    else {
+        return false;
+    };
+    let job = match stem.strip_prefix("part-") {
+        Some(rest) => match rest.rsplit_once('-') {
+            Some((job, seq)) if seq.len() == 5 && seq.bytes().all(|b| b.is_ascii_digit()) => job,
+            _ => return false,
+        },
+        None => stem,
+    };
+    job.len() == 36 && uuid::Uuid::try_parse(job).is_ok()
 }
 
 /// True for the hidden names of files in progress (`.part-….parquet.tmp`, `.<job>.csv.partial`).
@@ -824,6 +899,31 @@ mod tests {
     use super::testutil::*;
     use super::*;
     use arrow_array::Array;
+
+    #[test]
+    fn exported_names_are_told_from_other_files() {
+        let job = "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
+        for name in [
+            format!("part-{job}-00001.parquet"),
+            format!("part-{job}-12345.parquet"),
+            format!("{job}.parquet"),
+            format!("{job}.csv"),
+        ] {
+            assert!(is_exported_name(&name), "{name}");
+        }
+        for name in [
+            format!(".part-{job}-00001.parquet.tmp"),
+            format!(".{job}.csv.partial"),
+            format!("part-{job}-1.parquet"),
+            format!("part-{job}.parquet"),
+            format!("{job}.json"),
+            "0193a1b2c3d47e5f8a9b0c1d2e3f4a5b.csv".to_string(),
+            "notes.csv".to_string(),
+            "part-0.parquet".to_string(),
+        ] {
+            assert!(!is_exported_name(&name), "{name}");
+        }
+    }
 
     #[test]
     fn staged_names_are_hidden_and_recognised() {

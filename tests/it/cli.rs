@@ -1223,3 +1223,62 @@ fn parquet_files_deleted_by_hand_are_reported() {
     run.assert_code(0);
     assert!(run.stderr.contains("missing or changed"), "{}", run.stderr);
 }
+
+#[test]
+fn a_state_older_than_the_files_beside_it_is_refused() {
+    // A `.ctgo-state.db` put back from a backup does not know the jobs after it: exporting
+    // with it would write their leads again.
+    let sim = sim(300);
+    let t = TestDir::new();
+    for kind in ["parquet", "csv"] {
+        let dir = t.path(kind);
+        let dest = format!("{kind}:{}", dir.display());
+        sync_ok(&sim, &dest, &["--tables", "leads"]);
+        let backup = t.path(&format!("{kind}-backup"));
+        std::fs::create_dir_all(&backup).unwrap();
+        let state_files = [".ctgo-state.db", ".ctgo-state.db-wal"];
+        for f in state_files {
+            if dir.join(f).exists() {
+                std::fs::copy(dir.join(f), backup.join(f)).unwrap();
+            }
+        }
+        sim.add_leads(40);
+        let job = sync_ok(&sim, &dest, &["--tables", "leads"]);
+        assert_eq!(leads_counts(&job).0, 40, "{job}");
+        let newer = |table: &str| {
+            std::fs::read_dir(dir.join(table))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .filter(|n| n.contains(job["id"].as_str().unwrap()))
+                .collect::<Vec<_>>()
+        };
+        let (leads, jobs) = (newer("leads"), newer("export_jobs"));
+        assert_eq!((leads.len(), jobs.len()), (1, 1), "{kind}");
+        for f in state_files.iter().chain(&[".ctgo-state.db-shm"]) {
+            let _ = std::fs::remove_file(dir.join(f));
+            if backup.join(f).exists() {
+                std::fs::copy(backup.join(f), dir.join(f)).unwrap();
+            }
+        }
+        let run = sync(&sim, &dest, &["--tables", "leads"]);
+        run.assert_code(2);
+        assert!(
+            run.stderr.contains(&format!(
+                "it holds export_jobs/{} and 1 more file that its .ctgo-state.db does not \
+                 record: the state is older than the files",
+                jobs[0]
+            )),
+            "{kind}: {}",
+            run.stderr
+        );
+        assert_eq!(newer("leads"), leads, "{kind}: nothing touched");
+        // Moved away (or the newest state put back), the export goes on from the older state.
+        for (table, names) in [("leads", &leads), ("export_jobs", &jobs)] {
+            for n in names {
+                std::fs::rename(dir.join(table).join(n), t.path(&format!("{kind}-{n}"))).unwrap();
+            }
+        }
+        let job = sync_ok(&sim, &dest, &["--tables", "leads"]);
+        assert_eq!(leads_counts(&job).0, 40, "{kind}: {job}");
+    }
+}
