@@ -380,37 +380,46 @@ impl FileStore {
             .into_iter()
             .collect();
         for table in Table::ALL {
-            let dir = self.dir.join(table.name());
-            let entries = match std::fs::read_dir(&dir) {
-                Ok(entries) => entries,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(DestError::io(format!("listing {}", dir.display()))(e)),
-            };
             let mut removed = false;
-            for entry in entries.flatten() {
-                let name = entry.file_name();
-                let Some(name) = name.to_str() else { continue };
-                if !is_staged_name(name) {
-                    continue;
-                }
-                let rel = format!("{}/{name}", table.name());
+            for rel in self.listed(table, is_staged_name)? {
                 if known.contains(&rel) {
                     continue;
                 }
-                std::fs::remove_file(entry.path()).map_err(DestError::io(format!(
+                let path = self.path(&rel);
+                std::fs::remove_file(&path).map_err(DestError::io(format!(
                     "deleting uncommitted file {}",
-                    entry.path().display()
+                    path.display()
                 )))?;
                 info!(table = table.name(), file = %rel, "Deleted a file a crashed job had not committed.");
                 rec.discarded_files += 1;
                 removed = true;
             }
             if removed {
-                sync_dir(&dir)?;
+                sync_dir(&self.dir.join(table.name()))?;
             }
         }
         rec.interrupted_jobs = super::fail_interrupted_jobs(&mut self.store)?;
         Ok(rec)
+    }
+
+    /// The names (`leads/part-….parquet`) in a table's directory that pass `keep` (none when
+    /// the directory does not exist).
+    fn listed(&self, table: Table, keep: fn(&str) -> bool) -> Result<Vec<String>, DestError> {
+        let dir = self.dir.join(table.name());
+        let listing = |e| DestError::io(format!("listing {}", dir.display()))(e);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(listing(e)),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let name = entry.map_err(listing)?.file_name();
+            if let Some(name) = name.to_str().filter(|n| keep(n)) {
+                names.push(format!("{}/{name}", table.name()));
+            }
+        }
+        Ok(names)
     }
 
     /// Refuse a state older than the files beside it: a published file of ours that the state
@@ -427,23 +436,8 @@ impl FileStore {
             .collect();
         let mut unknown = Vec::new();
         for table in Table::ALL {
-            let dir = self.dir.join(table.name());
-            let entries = match std::fs::read_dir(&dir) {
-                Ok(entries) => entries,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(DestError::io(format!("listing {}", dir.display()))(e)),
-            };
-            for entry in entries {
-                let entry = entry.map_err(DestError::io(format!("listing {}", dir.display())))?;
-                let name = entry.file_name();
-                let Some(name) = name.to_str().filter(|n| is_exported_name(n)) else {
-                    continue;
-                };
-                let rel = format!("{}/{name}", table.name());
-                if !recorded.contains(&rel) {
-                    unknown.push(rel);
-                }
-            }
+            let names = self.listed(table, is_exported_name)?;
+            unknown.extend(names.into_iter().filter(|rel| !recorded.contains(rel)));
         }
         unknown.sort();
         let Some(first) = unknown.first() else {
