@@ -23,6 +23,11 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
+    // A scheduler's SIGTERM a moment after the start must cancel a job, not kill the process:
+    // the cancelling signals wait (pending) until `sync` listens for them, or until it is
+    // clear that no job will run.
+    hold_cancel_signals(true);
+    ctgo_export::fault::point("main.started");
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -41,6 +46,9 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { exit::USAGE as u8 } else { 0 });
         }
     };
+    if !matches!(cli.command, Command::Sync(_)) {
+        hold_cancel_signals(false);
+    }
     init_tracing();
     // One thread for the async side (HTTP, timers, signals): the heavy stages of an export run
     // on threads of their own (extract.rs), so each allocates in one malloc arena and memory
@@ -162,6 +170,25 @@ fn exit_code_for(err: &anyhow::Error) -> i32 {
     exit::FAILED
 }
 
+/// Hold SIGINT, SIGTERM and SIGHUP pending (`true`), or let them through (`false`). Threads
+/// started while they are held keep them held, so only the main thread receives them.
+fn hold_cancel_signals(hold: bool) {
+    // SAFETY: a local signal set, filled and passed to pthread_sigmask(3) for this thread.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaddset(&mut set, sig);
+        }
+        let how = if hold {
+            libc::SIG_BLOCK
+        } else {
+            libc::SIG_UNBLOCK
+        };
+        libc::pthread_sigmask(how, &set, std::ptr::null_mut());
+    }
+}
+
 /// Whether SIGHUP is ignored (as `nohup` leaves it), asked without changing it.
 fn hangup_ignored() -> bool {
     // SAFETY: `sigaction` with a null new action only reads the current one into `old`.
@@ -189,6 +216,7 @@ fn install_signal_handlers(cancel: Cancel) {
     let (mut int, mut term) = match streams {
         (Ok(i), Ok(t)) => (i, t),
         (Err(e), _) | (_, Err(e)) => {
+            hold_cancel_signals(false);
             tracing::warn!(error = %e, "Cannot listen for SIGINT and SIGTERM.");
             return;
         }
@@ -197,6 +225,8 @@ fn install_signal_handlers(cancel: Cancel) {
     let mut hup = (!hangup_ignored())
         .then(|| signal(SignalKind::hangup()).ok())
         .flatten();
+    // Listening: a signal that came since the start is handled now.
+    hold_cancel_signals(false);
     tokio::spawn(async move {
         let mut first: Option<tokio::time::Instant> = None;
         loop {
@@ -231,7 +261,8 @@ fn install_signal_handlers(cancel: Cancel) {
 }
 
 async fn sync(args: SyncArgs) -> anyhow::Result<i32> {
-    // First of all: a scheduler's SIGTERM a moment after the start must cancel, not kill.
+    // First of all: a scheduler's SIGTERM a moment after the start must cancel, not kill
+    // (held since `main` began, see there).
     let cancel = Cancel::new();
     install_signal_handlers(cancel.clone());
     let cfg = match JobConfig::resolve(&args, std::env::var(config::KEY_ENV).ok()) {

@@ -412,6 +412,30 @@ fn sigint_cancels_cleanly_and_the_next_run_completes() {
 }
 
 #[test]
+fn a_signal_at_the_very_start_cancels_the_job_instead_of_killing_the_process() {
+    // A scheduler's SIGTERM (here the hook's SIGINT) before `sync` could listen for it, the
+    // first thing `main` does.
+    let sim = sim(600);
+    let t = TestDir::new();
+    let (dest, path) = t.sqlite();
+    let run = Run::from_output(
+        sync_cmd(&sim, &dest, &[])
+            .env("CTGO_TEST_INTERRUPT_AT", "main.started")
+            .output()
+            .unwrap(),
+    );
+    run.assert_code(130);
+    assert!(
+        run.stderr.contains("SIGINT at main.started"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.job()["status"], "CANCELLED", "{}", run.stderr);
+    sync_ok(&sim, &dest, &[]);
+    assert_eq!(sqlite_lead_ids(&path), expected_ids(&sim));
+}
+
+#[test]
 fn a_hangup_cancels_unless_ignored_and_a_doubled_signal_is_one_interrupt() {
     let sim = sim_with(|c| {
         c.leads = 1_500;
