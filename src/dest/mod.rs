@@ -418,12 +418,24 @@ pub fn resource_hint(text: &str) -> Option<&'static str> {
         Some(
             "the disk is full (or over quota): free space and run again; what was committed is kept",
         )
-    } else if text.contains("File too large") {
+    } else if text.contains("File too large")
+        || (text.contains("disk I/O error") && file_size_limited())
+    {
         Some(
             "a file-size limit (ulimit -f) was reached: raise it and run again; what was committed is kept",
         )
     } else {
         None
+    }
+}
+
+/// Whether this process runs under a file-size limit (`ulimit -f`). SQLite reports a write
+/// past it only as a "disk I/O error".
+fn file_size_limited() -> bool {
+    // SAFETY: getrlimit(2) fills the local struct it is given.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        libc::getrlimit(libc::RLIMIT_FSIZE, &mut lim) == 0 && lim.rlim_cur != libc::RLIM_INFINITY
     }
 }
 

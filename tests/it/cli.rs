@@ -1204,21 +1204,23 @@ fn a_file_size_limit_fails_the_job_with_its_record_and_the_next_run_is_exact() {
     // fails instead, and the job says what to do.
     let sim = sim(3_000);
     let t = TestDir::new();
-    let dest = format!("csv:{}", t.path("c").display());
-    let mut sh = std::process::Command::new("sh");
-    sh.arg("-c").arg("ulimit -f 100 && exec \"$0\" \"$@\"");
-    let run = Run::from_output(inside(sh, &sync_cmd(&sim, &dest, &[])).output().unwrap());
-    run.assert_code(1);
-    let job = run.job();
-    assert_eq!(job["status"], "FAILED", "{job}");
-    // (SQLite words it "disk I/O error"; the files say "File too large", with the advice.)
-    let error = job["error"].as_str().unwrap();
-    assert!(
-        error.contains("disk I/O error") || error.contains("file-size limit"),
-        "{job}"
-    );
-    let job = sync_ok(&sim, &dest, &[]);
-    assert_eq!(leads_counts(&job).0, 3_000, "{job}");
+    for dest in [
+        format!("csv:{}", t.path("c").display()),
+        format!("sqlite:{}", t.path("s.db").display()),
+    ] {
+        let mut sh = std::process::Command::new("sh");
+        sh.arg("-c").arg("ulimit -f 100 && exec \"$0\" \"$@\"");
+        let run = Run::from_output(inside(sh, &sync_cmd(&sim, &dest, &[])).output().unwrap());
+        run.assert_code(1);
+        let job = run.job();
+        assert_eq!(job["status"], "FAILED", "{job}");
+        // (SQLite words it "disk I/O error", the files "File too large": the advice follows
+        // both.)
+        let error = job["error"].as_str().unwrap();
+        assert!(error.contains("a file-size limit (ulimit -f)"), "{job}");
+        let job = sync_ok(&sim, &dest, &[]);
+        assert_eq!(leads_counts(&job).0, 3_000, "{job}");
+    }
 }
 
 #[test]
