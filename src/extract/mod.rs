@@ -1217,15 +1217,24 @@ async fn fetch_leads(
             // end is: a listing that ends before the last page's own `total` means pages were
             // missed. Not the end, then: neither the cursor nor a full refresh's deletions may
             // follow. (Leads removed under the listing lower `total` as they go; the pages'
-            // overlap has the leads they moved read again.)
+            // overlap has the leads they moved read again.) When it did say (`hasMore`, here
+            // on a page after one whose `hasMore` and `total` disagreed), its word holds, and
+            // the disagreement is told.
             let read = at + n as u64;
             if q.since.is_none()
-                && has_more.is_none()
                 && let Some(t) = total.filter(|&t| read < t)
             {
-                early = Some(format!(
-                    "the API's total announced {t} leads, but its pages ended after {read}, so pages were missed"
-                ));
+                if has_more.is_none() {
+                    early = Some(format!(
+                        "the API's total announced {t} leads, but its pages ended after {read}, so pages were missed"
+                    ));
+                } else {
+                    tracing::warn!(
+                        total = t,
+                        read,
+                        "The API's leads pages ended (an empty page, or `hasMore` false) before its `total`; taken as the end."
+                    );
+                }
             }
             break;
         }
@@ -1524,15 +1533,18 @@ impl PageFacts {
 }
 
 /// Whether a page is the last. An empty page is; otherwise the API's `hasMore` decides when
-/// given. Without it a full page is not, and a short page is, unless `total` says more follow
-/// (a server whose own maximum is lower than the `limit` asked serves fewer without a word)
-/// or [`PageFacts::asks_again`].
+/// given, unless it says none follow while `total` says more do: one of the two is wrong, and
+/// taken at its word a wrong `hasMore` would move the cursor past the leads it hides, so the
+/// next page settles it. Without `hasMore` a full page is not the last, and a short page is,
+/// unless `total` says more follow (a server whose own maximum is lower than the `limit`
+/// asked serves fewer without a word) or [`PageFacts::asks_again`].
 fn last_page(p: PageFacts) -> bool {
     if p.n == 0 {
         return true;
     }
     match p.has_more {
-        Some(more) => !more,
+        Some(true) => false,
+        Some(false) => !p.more_by_total(),
         None if p.n >= p.limit as usize => false,
         None => !p.more_by_total() && !p.asks_again(),
     }
@@ -1567,10 +1579,14 @@ mod tests {
             default_limit: 100,
             served: None,
         };
-        // An empty page ends; `hasMore` decides when given.
+        // An empty page ends; `hasMore` decides when given...
         assert!(last_page(p(0, Some(true), Some(5_000))));
         assert!(last_page(p(500, Some(false), None)));
+        assert!(last_page(p(7, Some(false), Some(1_007))));
         assert!(!last_page(p(7, Some(true), None)));
+        // ...unless `total` contradicts an end: the next page settles it.
+        assert!(!last_page(p(500, Some(false), Some(1_501))));
+        assert!(!last_page(p(7, Some(false), Some(5_000))));
         // Without it: a full page goes on, a short one ends when `total` agrees...
         assert!(!last_page(p(500, None, None)));
         assert!(last_page(p(7, None, Some(1_007))));

@@ -375,6 +375,9 @@ pub struct SimConfig {
     pub omit_has_more: bool,
     /// Leave `total` out of leads and runs pages.
     pub omit_total: bool,
+    /// The first leads page that has more says `hasMore: false` (a server whose `hasMore`
+    /// is wrong; its `total` stays right). Once: it goes back to false.
+    pub wrong_has_more_once: bool,
     /// Added to the `total` of leads pages: a server whose count is a little off.
     pub total_skew: i64,
     /// After serving a leads page requested with offset 0 that has more, remove this many of
@@ -420,6 +423,7 @@ impl SimConfig {
             page_cap: None,
             omit_has_more: false,
             omit_total: false,
+            wrong_has_more_once: false,
             total_skew: 0,
             removals_between_pages: 0,
             arrivals_between_pages: 0,
@@ -662,6 +666,10 @@ pub struct SimulateArgs {
     /// Leave `total` out of leads and runs pages.
     #[arg(long)]
     pub no_total: bool,
+    /// The first leads page that has more says `hasMore: false` (a wrong `hasMore`; `total`
+    /// stays right); once.
+    #[arg(long)]
+    pub wrong_has_more_once: bool,
     /// After the first page that has more, remove N of its leads (offsets shift back); once.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub removals_between_pages: usize,
@@ -734,6 +742,7 @@ impl SimulateArgs {
         cfg.page_cap = self.page_cap.map(|n| n as usize);
         cfg.omit_has_more = self.no_has_more;
         cfg.omit_total = self.no_total;
+        cfg.wrong_has_more_once = self.wrong_has_more_once;
         cfg.removals_between_pages = self.removals_between_pages;
         cfg.faults = FaultPlan {
             rate: fault_rate,

@@ -566,7 +566,8 @@ impl State {
             let _ = write!(body, ",\"total\":{shown}");
         }
         if !self.cfg.omit_has_more {
-            let _ = write!(body, ",\"hasMore\":{has_more}");
+            let said = has_more && !std::mem::take(&mut self.cfg.wrong_has_more_once);
+            let _ = write!(body, ",\"hasMore\":{said}");
         }
         body.push(b'}');
         debug!(

@@ -263,6 +263,35 @@ fn a_server_that_serves_fewer_than_asked_is_read_to_its_end_and_loses_nothing() 
 }
 
 #[test]
+fn a_has_more_that_total_contradicts_is_asked_past_and_loses_nothing() {
+    // The first page says `hasMore: false` while its `total` says 500 more follow. Taken at
+    // its word, the run ended there and moved the cursor past those 500 (newest first), and
+    // no later run asked for them again.
+    let args = ["--tables", "leads", "--page-size", "100"];
+    let sim = sim_with(|c| {
+        c.leads = 600;
+        c.wrong_has_more_once = true;
+    });
+    let t = TestDir::new();
+    let (dest, path) = t.sqlite();
+    let job = sync_ok(&sim, &dest, &args);
+    assert_eq!(leads_counts(&job).0, 600, "{job}");
+    assert_eq!(sqlite_lead_ids(&path), expected_ids(&sim));
+    // A `total` too high against a right `hasMore`: the page after the end is asked once,
+    // comes empty, and the run completes, saying so.
+    let sim = sim_with(|c| {
+        c.leads = 250;
+        c.total_skew = 7;
+    });
+    let t = TestDir::new();
+    let (dest, path) = t.sqlite();
+    let run = sync(&sim, &dest, &args);
+    run.assert_code(0);
+    assert!(run.stderr.contains("before its `total`"), "{}", run.stderr);
+    assert_eq!(sqlite_lead_ids(&path), expected_ids(&sim));
+}
+
+#[test]
 fn a_server_that_ignores_offset_and_says_nothing_of_more_pages_fails_rather_than_loses_leads() {
     // Pages of 100 (the default page size), no `hasMore`, no `total`, and `offset` ignored:
     // the request past the first page gets that page again. A server whose first page was
