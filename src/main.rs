@@ -498,7 +498,7 @@ async fn check(args: CheckArgs) -> anyhow::Result<i32> {
 fn describe_me(me: &serde_json::Value, base: &str) -> String {
     let s = |v: &serde_json::Value| match v {
         serde_json::Value::Null => "-".to_string(),
-        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::String(s) => ctgo_export::term::one_line(s).into_owned(),
         other => other.to_string(),
     };
     let mut out = format!("The key works ({base}).\n");

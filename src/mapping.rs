@@ -910,6 +910,10 @@ fn lone_surrogates_replaced(text: &str) -> Option<Cow<'static, str>> {
         match std::str::from_utf8(rest) {
             Ok(tail) => {
                 out.push_str(tail);
+                tracing::warn!(
+                    "A string held a lone UTF-16 surrogate escape (half a character, such as a \
+                     text cut inside an emoji); it was read as U+FFFD."
+                );
                 return Some(Cow::Owned(out));
             }
             Err(e) => {

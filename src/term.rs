@@ -46,3 +46,29 @@ macro_rules! outln {
 macro_rules! errln {
     ($($arg:tt)*) => { $crate::term::err_line(&format!($($arg)*)) };
 }
+
+/// Text from outside (an API's message, a field of its answer) with every control character
+/// (escape sequences, carriage returns, newlines, bells) as a space: it can neither drive the
+/// terminal nor forge a line of its own in a log.
+pub fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.chars().any(char::is_control) {
+        text.chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect::<String>()
+            .into()
+    } else {
+        text.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn one_line_leaves_no_control_character() {
+        assert_eq!(super::one_line("plain é"), "plain é");
+        assert_eq!(
+            super::one_line("\u{1b}[2J\u{1b}[31mRED\r\nJob COMPLETED\u{7}"),
+            " [2J [31mRED  Job COMPLETED "
+        );
+    }
+}

@@ -11,7 +11,7 @@ use super::DEFAULT_BASE_URL;
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// 400: the API refused the parameters.
-    #[error("the API refused the request parameters of {endpoint} (400 Bad Request{}): {message}", code_suffix(.code))]
+    #[error("the API refused the request parameters of {endpoint} (400 Bad Request{}): check --page-size and --since{}", code_suffix(.code), message_suffix(.message))]
     BadRequest {
         endpoint: String,
         code: Option<String>,
@@ -235,7 +235,7 @@ mod tests {
         };
         assert_eq!(
             e.to_string(),
-            "the API refused the request parameters of /leads (400 Bad Request, code `invalid_parameter`): limit must be at most 100"
+            "the API refused the request parameters of /leads (400 Bad Request, code `invalid_parameter`): check --page-size and --since: the API says \"limit must be at most 100\""
         );
     }
 }

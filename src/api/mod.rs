@@ -115,7 +115,7 @@ impl LeadsPage {
     pub fn parse(body: &[u8], limit: u32) -> Result<LeadsPage, String> {
         parse_forgiving(body, "leads page", |text| {
             let env: LeadsEnvelope<'_> = serde_json::from_str(text).map_err(|e| {
-                format!("expected {{\"leads\": [...], \"total\": n, \"hasMore\": b}} ({e})")
+                envelope_error(text, r#"{"leads": [...], "total": n, "hasMore": b}"#, &e)
             })?;
             // Where each record is in the page's text: its address less the text's.
             let base = text.as_ptr() as usize;
@@ -137,6 +137,15 @@ impl LeadsPage {
                 limit_used: limit,
             })
         })
+    }
+}
+
+/// Why a body is not the envelope `expected`. (serde reads a top-level array as the
+/// envelope's fields in order, and would complain of its first element instead.)
+fn envelope_error(text: &str, expected: &str, e: &serde_json::Error) -> String {
+    match text.trim_start().as_bytes().first() {
+        Some(b'[') => format!("expected {expected}, got a JSON array"),
+        _ => format!("expected {expected} ({e})"),
     }
 }
 
@@ -365,6 +374,8 @@ pub struct ApiClient {
     counters: Counters,
     /// Lowered to [`FALLBACK_LEADS_LIMIT`] once the API refused a larger page.
     leads_limit_cap: AtomicU32,
+    /// Finds the key in an answer's body ([`ApiClient::without_key`]). (Not in `Debug`.)
+    key_finder: memchr::memmem::Finder<'static>,
 }
 
 impl std::fmt::Debug for ApiClient {
@@ -425,6 +436,7 @@ impl ApiClient {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ApiError::Client(error_chain(&e)))?;
+        let key_finder = memchr::memmem::Finder::new(key.expose().as_bytes()).into_owned();
         Ok(ApiClient {
             http,
             limiter: ratelimit::RateLimiter::new(opts.requests_per_minute),
@@ -433,6 +445,7 @@ impl ApiClient {
             tuning,
             counters: Counters::default(),
             leads_limit_cap: AtomicU32::new(MAX_LEADS_LIMIT),
+            key_finder,
         })
     }
 
@@ -505,7 +518,7 @@ impl ApiClient {
         self.get(&endpoint, url, "runs page", |body| {
             parse_forgiving(body, "runs page", |text| {
                 let env: RunsEnvelope = serde_json::from_str(text)
-                    .map_err(|e| format!("expected {{\"runs\": [...]}} ({e})"))?;
+                    .map_err(|e| envelope_error(text, r#"{"runs": [...]}"#, &e))?;
                 Ok(RunsPage {
                     records: env.runs,
                     total: env.total.as_ref().and_then(count),
@@ -677,11 +690,17 @@ impl ApiClient {
     ) -> Outcome<T> {
         let endpoint_s = endpoint.to_string();
         if (200..300).contains(&status) {
-            return match parse(body) {
+            let scrubbed = self.without_key(body);
+            return match parse(scrubbed.as_deref().unwrap_or(body)) {
                 Ok(v) => Outcome::Done(v),
                 Err(why) => Outcome::Transient(Fault::Malformed {
                     what,
-                    detail: format!("{}; {}", self.redact(&why), self.snippet(body)),
+                    detail: format!(
+                        "{}; {}{}",
+                        self.redact(&why),
+                        self.snippet(body),
+                        self.redact(&encoding_note(headers))
+                    ),
                 }),
             };
         }
@@ -794,8 +813,43 @@ impl ApiClient {
         };
         (
             code.map(|c| self.redact(&c)),
-            truncate(&self.redact(&message), BODY_SNIPPET_BYTES),
+            truncate(
+                &self.redact(&crate::term::one_line(&message)),
+                BODY_SNIPPET_BYTES,
+            ),
         )
+    }
+
+    /// `body` with every occurrence of the key replaced by [`key::REDACTED_KEY`], when it holds
+    /// any: an API that echoes the key inside a record (a field, an error text) would
+    /// otherwise have it written into the destination. `None`, the usual case, costs one scan.
+    fn without_key(&self, body: &[u8]) -> Option<Vec<u8>> {
+        let key_len = self.key_finder.needle().len();
+        if key_len == 0 {
+            return None;
+        }
+        let first = self.key_finder.find(body)?;
+        let mut out = Vec::with_capacity(body.len());
+        let mut at = first;
+        let mut rest = body;
+        let mut count = 0;
+        loop {
+            out.extend_from_slice(&rest[..at]);
+            out.extend_from_slice(key::REDACTED_KEY.as_bytes());
+            count += 1;
+            rest = &rest[at + key_len..];
+            match self.key_finder.find(rest) {
+                Some(next) => at = next,
+                None => break,
+            }
+        }
+        out.extend_from_slice(rest);
+        tracing::warn!(
+            occurrences = count,
+            "The API's answer holds the API key itself; it is replaced by {} in what is exported.",
+            key::REDACTED_KEY
+        );
+        Some(out)
     }
 
     /// "the body starts with: ..." for an unexpected body, key redacted.
@@ -825,11 +879,9 @@ impl ApiClient {
         // forward (the mark is shorter than a key), so a window only a little longer than the
         // quote would let a key from past its end slide under the cut half redacted.
         let head = &body[..body.len().min(REDACT_WINDOW_BYTES)];
-        let text: String = decode_json_escapes(&String::from_utf8_lossy(head))
-            .chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect();
-        let mut text = self.redact(&text);
+        let lossy = String::from_utf8_lossy(head);
+        let text = decode_json_escapes(&lossy);
+        let mut text = self.redact(&crate::term::one_line(&text));
         if head.len() < body.len() {
             self.redact_cut_key(&mut text);
         }
@@ -854,6 +906,24 @@ impl ApiClient {
     /// quote another one).
     fn redact(&self, s: &str) -> String {
         key::redact_key_in(&key::scrub_key_like(s), self.key.expose())
+    }
+}
+
+/// A word on a body the server encoded although this client asks for no encoding (a proxy
+/// in between may add one): it is not read as JSON, and this says why.
+fn encoding_note(headers: &HeaderMap) -> String {
+    match headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity"))
+    {
+        Some(e) => format!(
+            " (the body came with `Content-Encoding: {}`, which this client neither asks for nor \
+             decodes: a proxy between here and the API?)",
+            crate::term::one_line(&truncate(e, 40))
+        ),
+        None => String::new(),
     }
 }
 

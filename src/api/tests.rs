@@ -834,3 +834,71 @@ async fn a_key_shaped_string_the_api_quotes_is_redacted_too() {
         assert!(text.contains("ctgo_****"), "{text}");
     }
 }
+
+#[tokio::test]
+async fn the_key_echoed_inside_a_record_is_replaced_before_anything_is_exported() {
+    // An API that quotes the key in a lead (a bio, an enrichment field): the guarantee is that
+    // it reaches no file, so it is replaced in the page before the page is read.
+    let body = format!(
+        r#"{{"leads":[{{"id":1,"discoveredAt":"2026-06-02T09:00:00Z","profile":{{"bio":"a {KEY} b {KEY}"}}}},{{"id":2,"discoveredAt":"2026-06-02T09:00:00Z"}}],"total":2,"hasMore":false}}"#
+    );
+    let srv = Canned::start(vec![http("200 OK", &[], &body)]).await;
+    let page = client(&srv.base(), 0)
+        .leads(&leads_q())
+        .await
+        .expect("page");
+    assert_eq!(page.records.len(), 2);
+    let first = page.records.get(0).expect("record");
+    assert!(!first.contains(&KEY[5..]), "{first}");
+    assert!(
+        first.contains(r#""bio":"a ctgo_**** b ctgo_****""#),
+        "{first}"
+    );
+    assert_eq!(
+        page.records.get(1),
+        Some(r#"{"id":2,"discoveredAt":"2026-06-02T09:00:00Z"}"#)
+    );
+}
+
+#[tokio::test]
+async fn control_characters_in_an_api_message_reach_no_terminal_or_log() {
+    // Escape sequences could clear the screen or colour it; a CR/LF could forge a line.
+    let srv = Canned::start(vec![http(
+        "404 Not Found",
+        &[],
+        r#"{"error":"not_found","message":"\u001b[2J\u001b[31mRED\r\nJob COMPLETED\u0007"}"#,
+    )])
+    .await;
+    let err = client(&srv.base(), 0)
+        .leads(&leads_q())
+        .await
+        .expect_err("404");
+    let text = err.to_string();
+    assert!(!text.chars().any(char::is_control), "{text:?}");
+    assert!(text.contains("[31mRED  Job COMPLETED"), "{text}");
+}
+
+#[tokio::test]
+async fn an_envelope_of_the_wrong_shape_or_encoding_is_named_for_what_it_is() {
+    // A top-level array, and a body encoded although no encoding was asked for.
+    let srv = Canned::start(vec![
+        http("200 OK", &[], r#"[{"id":1}]"#),
+        http(
+            "200 OK",
+            &[("Content-Encoding", "gzip")],
+            "\u{1f}\u{8b}\u{8}garbage",
+        ),
+    ])
+    .await;
+    let c = client(&srv.base(), 0);
+    let err = c.leads(&leads_q()).await.expect_err("an array").to_string();
+    assert!(
+        err.contains(r#"expected {"leads": [...], "total": n, "hasMore": b}, got a JSON array"#),
+        "{err}"
+    );
+    let err = c.leads(&leads_q()).await.expect_err("gzip").to_string();
+    assert!(
+        err.contains("the body came with `Content-Encoding: gzip`, which this client neither"),
+        "{err}"
+    );
+}
