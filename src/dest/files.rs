@@ -82,7 +82,9 @@ pub struct FileStore {
 }
 
 /// A file anywhere under one of `dir`'s table directories (`leads/part-….parquet`), if there
-/// is any.
+/// is any. Files in progress (`.part-….parquet.tmp`, `.<job>.csv.partial`) do not count: they
+/// are the uncommitted work of a job that never finished (the first one, killed), which the
+/// recovery deletes; taken for exported files, they would refuse the destination for good.
 fn exported_file(dir: &Path) -> Result<Option<String>, DestError> {
     fn first_file(d: &Path, rel: &str) -> Result<Option<String>, DestError> {
         let entries = match std::fs::read_dir(d) {
@@ -99,6 +101,7 @@ fn exported_file(dir: &Path) -> Result<Option<String>, DestError> {
                         return Ok(Some(found));
                     }
                 }
+                _ if is_staged_name(&entry.file_name().to_string_lossy()) => {}
                 _ => return Ok(Some(rel)),
             }
         }

@@ -227,3 +227,48 @@ fn a_move_to_another_api_killed_at_any_commit_step_finishes_with_the_next_full_r
     }
     assert!(kills >= 4, "only {kills} runs were killed");
 }
+
+#[test]
+fn a_first_run_killed_before_its_first_data_commit_leaves_a_destination_the_next_run_repairs() {
+    // The first job's file in progress is all the table directories hold: the uncommitted work
+    // of a crashed job, for the recovery to delete, not exported files without their state.
+    let sim = sim(1_000);
+    let t = TestDir::new();
+    for kind in ["parquet", "csv"] {
+        let dir = t.path(kind);
+        let dest = format!("{kind}:{}", dir.display());
+        let run = crashing_sync(&sim, &dest, &format!("{kind}.write.after:1"));
+        assert_eq!(run.code, 137, "{kind}: {}", run.stderr);
+        let staged = std::fs::read_dir(dir.join("leads"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with('.')
+            })
+            .count();
+        assert_eq!(staged, 1, "{kind}: the killed job's file in progress");
+        let run = sync(&sim, &dest, PAGE);
+        assert_eq!(run.code, 0, "{kind}: {}", run.stderr);
+        let job = run.job();
+        assert_eq!(
+            leads_counts(&job).0 as usize,
+            expected_ids(&sim).len(),
+            "{job}"
+        );
+        let jobs = Run::from_output(
+            command()
+                .args(["jobs", "--dest", &dest, "--json"])
+                .output()
+                .unwrap(),
+        );
+        let statuses: Vec<String> = jobs
+            .stdout
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["status"].to_string())
+            .collect();
+        assert_eq!(statuses, ["\"COMPLETED\"", "\"FAILED\""], "{kind}");
+    }
+}
