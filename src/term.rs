@@ -48,12 +48,22 @@ macro_rules! errln {
 }
 
 /// Text from outside (an API's message, a field of its answer) with every control character
-/// (escape sequences, carriage returns, newlines, bells) as a space: it can neither drive the
-/// terminal nor forge a line of its own in a log.
+/// (escape sequences, carriage returns, newlines, bells), Unicode line and paragraph
+/// separator, and bidirectional control as a space: it can neither drive the terminal, nor
+/// forge a line of its own in a log, nor make the text around it read backwards.
 pub fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
-    if text.chars().any(char::is_control) {
+    fn unsafe_char(c: char) -> bool {
+        c.is_control()
+            || matches!(
+                c,
+                '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{061c}'
+            )
+            || ('\u{202a}'..='\u{202e}').contains(&c)
+            || ('\u{2066}'..='\u{2069}').contains(&c)
+    }
+    if text.chars().any(unsafe_char) {
         text.chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
+            .map(|c| if unsafe_char(c) { ' ' } else { c })
             .collect::<String>()
             .into()
     } else {
@@ -69,6 +79,10 @@ mod tests {
         assert_eq!(
             super::one_line("\u{1b}[2J\u{1b}[31mRED\r\nJob COMPLETED\u{7}"),
             " [2J [31mRED  Job COMPLETED "
+        );
+        assert_eq!(
+            super::one_line("a\u{2028}b\u{202e}c\u{85}d\u{2066}"),
+            "a b c d "
         );
     }
 }

@@ -436,7 +436,11 @@ impl ApiClient {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ApiError::Client(error_chain(&e)))?;
-        let key_finder = memchr::memmem::Finder::new(key.expose().as_bytes()).into_owned();
+        // The secret after `ctgo_`: found with or without its prefix (or with the prefix
+        // JSON-escaped), and replaced by `****`, so a whole key becomes `ctgo_****`.
+        let secret = key.expose();
+        let secret = secret.strip_prefix(key::KEY_PREFIX).unwrap_or(secret);
+        let key_finder = memchr::memmem::Finder::new(secret.as_bytes()).into_owned();
         Ok(ApiClient {
             http,
             limiter: ratelimit::RateLimiter::new(opts.requests_per_minute),
@@ -820,9 +824,10 @@ impl ApiClient {
         )
     }
 
-    /// `body` with every occurrence of the key replaced by [`key::REDACTED_KEY`], when it holds
-    /// any: an API that echoes the key inside a record (a field, an error text) would
-    /// otherwise have it written into the destination. `None`, the usual case, costs one scan.
+    /// `body` with every occurrence of the key's secret (the key less its `ctgo_` prefix)
+    /// replaced by `****`, so a whole key reads [`key::REDACTED_KEY`], when it holds any: an
+    /// API that echoes the key inside a record (a field, an error text) would otherwise have
+    /// it written into the destination. `None`, the usual case, costs one scan.
     fn without_key(&self, body: &[u8]) -> Option<Vec<u8>> {
         let key_len = self.key_finder.needle().len();
         if key_len == 0 {
@@ -835,7 +840,7 @@ impl ApiClient {
         let mut count = 0;
         loop {
             out.extend_from_slice(&rest[..at]);
-            out.extend_from_slice(key::REDACTED_KEY.as_bytes());
+            out.extend_from_slice(b"****");
             count += 1;
             rest = &rest[at + key_len..];
             match self.key_finder.find(rest) {

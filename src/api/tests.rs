@@ -839,8 +839,10 @@ async fn a_key_shaped_string_the_api_quotes_is_redacted_too() {
 async fn the_key_echoed_inside_a_record_is_replaced_before_anything_is_exported() {
     // An API that quotes the key in a lead (a bio, an enrichment field): the guarantee is that
     // it reaches no file, so it is replaced in the page before the page is read.
+    // Whole, without its prefix, and with the prefix's `_` escaped.
+    let secret = &KEY[5..];
     let body = format!(
-        r#"{{"leads":[{{"id":1,"discoveredAt":"2026-06-02T09:00:00Z","profile":{{"bio":"a {KEY} b {KEY}"}}}},{{"id":2,"discoveredAt":"2026-06-02T09:00:00Z"}}],"total":2,"hasMore":false}}"#
+        r#"{{"leads":[{{"id":1,"discoveredAt":"2026-06-02T09:00:00Z","profile":{{"bio":"a {KEY} b {KEY}"}},"x":"{secret}","y":"ctgo\u005f{secret}"}},{{"id":2,"discoveredAt":"2026-06-02T09:00:00Z"}}],"total":2,"hasMore":false}}"#
     );
     let srv = Canned::start(vec![http("200 OK", &[], &body)]).await;
     let page = client(&srv.base(), 0)
@@ -851,7 +853,7 @@ async fn the_key_echoed_inside_a_record_is_replaced_before_anything_is_exported(
     let first = page.records.get(0).expect("record");
     assert!(!first.contains(&KEY[5..]), "{first}");
     assert!(
-        first.contains(r#""bio":"a ctgo_**** b ctgo_****""#),
+        first.contains(r#""bio":"a ctgo_**** b ctgo_****"},"x":"****","y":"ctgo\u005f****""#),
         "{first}"
     );
     assert_eq!(

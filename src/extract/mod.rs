@@ -1177,6 +1177,8 @@ async fn fetch_leads(
         };
         // (A page of only the previous page's last record is the end: nothing after it.)
         let end = anchor.only_overlap(n, first) || last_page(facts);
+        // A page as full as the pages before it, or as asked: the listing likely goes on.
+        let full = n >= limit as usize || served == Some(n as u64);
         if !end {
             served = facts.served_after();
         }
@@ -1190,10 +1192,10 @@ async fn fetch_leads(
             // The next page is needed anyway: ask now, while this one is handed on. After a
             // page as full as the server serves them, ask one further ahead too, so two
             // requests overlap (the second is dropped if the next page turns out to be the
-            // last).
+            // last). Not after a page asked past only to settle whether it was the last.
             let next = anchor::Anchor::next_offset(q.offset, n);
             requests.ahead(next);
-            if served == Some(n as u64) && max_pages.is_none_or(|m| pages + 1 < m) {
+            if full && max_pages.is_none_or(|m| pages + 1 < m) {
                 requests.ahead(anchor::Anchor::next_offset(next, n));
             }
         }
@@ -1526,16 +1528,25 @@ impl PageFacts {
             && self.n < self.limit as usize
             && !self.more_by_total()
             && (total_contradicted
-                || self.total.is_none()
+                // Without `total`, a page shorter than the pages before it is the end; only
+                // a short page with none before it is asked past. (Asking past every short
+                // page would never end while leads arrive one per request.)
+                || (self.total.is_none() && self.served.is_none_or(|s| self.n as u64 >= s))
                 || self.n == self.default_limit as usize
                 || self.served == Some(self.n as u64))
+    }
+
+    /// A full page saying none follow, with no `total` that agrees: were its `hasMore` wrong,
+    /// the leads after it would be lost, and one request settles it.
+    fn full_end_unconfirmed(&self) -> bool {
+        self.n >= self.limit as usize && self.total != Some(self.offset + self.n as u64)
     }
 }
 
 /// Whether a page is the last. An empty page is; otherwise the API's `hasMore` decides when
-/// given, unless it says none follow while `total` says more do: one of the two is wrong, and
-/// taken at its word a wrong `hasMore` would move the cursor past the leads it hides, so the
-/// next page settles it. Without `hasMore` a full page is not the last, and a short page is,
+/// given, unless it says none follow while `total` says more do, or on a full page that no
+/// `total` confirms to be the last: taken at its word, a wrong `hasMore` would move the cursor
+/// past the leads it hides, so the next page settles it. Without `hasMore` a full page is not the last, and a short page is,
 /// unless `total` says more follow (a server whose own maximum is lower than the `limit`
 /// asked serves fewer without a word) or [`PageFacts::asks_again`].
 fn last_page(p: PageFacts) -> bool {
@@ -1544,7 +1555,7 @@ fn last_page(p: PageFacts) -> bool {
     }
     match p.has_more {
         Some(true) => false,
-        Some(false) => !p.more_by_total(),
+        Some(false) => !p.more_by_total() && !p.full_end_unconfirmed(),
         None if p.n >= p.limit as usize => false,
         None => !p.more_by_total() && !p.asks_again(),
     }
@@ -1581,12 +1592,16 @@ mod tests {
         };
         // An empty page ends; `hasMore` decides when given...
         assert!(last_page(p(0, Some(true), Some(5_000))));
-        assert!(last_page(p(500, Some(false), None)));
+        assert!(last_page(p(7, Some(false), None)));
         assert!(last_page(p(7, Some(false), Some(1_007))));
         assert!(!last_page(p(7, Some(true), None)));
-        // ...unless `total` contradicts an end: the next page settles it.
+        // ...unless `total` contradicts an end, or a full page's end is not confirmed by
+        // one: the next page settles it.
         assert!(!last_page(p(500, Some(false), Some(1_501))));
         assert!(!last_page(p(7, Some(false), Some(5_000))));
+        assert!(!last_page(p(500, Some(false), None)));
+        assert!(!last_page(p(500, Some(false), Some(1_400))));
+        assert!(last_page(p(500, Some(false), Some(1_500))));
         // Without it: a full page goes on, a short one ends when `total` agrees...
         assert!(!last_page(p(500, None, None)));
         assert!(last_page(p(7, None, Some(1_007))));
@@ -1607,7 +1622,8 @@ mod tests {
         assert!(!last_page(served(80, Some(1_080))));
         assert!(last_page(served(79, Some(1_079))));
         assert!(!last_page(served(80, None)));
-        assert!(!last_page(served(79, None)));
+        // Without `total`, a page shorter than the ones before it is the end.
+        assert!(last_page(served(79, None)));
     }
 
     /// A lead discovered at second `sec` after 2026-06-02T09:00:00Z.

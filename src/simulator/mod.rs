@@ -387,6 +387,9 @@ pub struct SimConfig {
     /// After serving a leads page requested with offset 0 that has more, add this many leads.
     /// Once: it goes back to 0.
     pub arrivals_between_pages: usize,
+    /// Before serving each leads page, add this many leads (a listing that grows as fast as
+    /// it is read).
+    pub arrivals_per_request: usize,
     /// `discoveredAt` of those arrivals: this many minutes before the newest lead (0 = the
     /// newest lead's second).
     pub late_arrival_minutes: i64,
@@ -427,6 +430,7 @@ impl SimConfig {
             total_skew: 0,
             removals_between_pages: 0,
             arrivals_between_pages: 0,
+            arrivals_per_request: 0,
             late_arrival_minutes: 0,
             malformed_every: None,
             junk_record_per_page: false,

@@ -491,6 +491,9 @@ impl State {
             self.cfg.refuse_over_max_limit,
         )?;
         let requested_offset = q.offset()?;
+        if self.cfg.arrivals_per_request > 0 {
+            self.store.add_leads(self.cfg.arrivals_per_request);
+        }
         let since_ms = match q.get("since") {
             None => None,
             Some(v) => Some(parse_since(v).ok_or_else(|| {

@@ -292,6 +292,67 @@ fn a_has_more_that_total_contradicts_is_asked_past_and_loses_nothing() {
 }
 
 #[test]
+fn without_has_more_or_total_a_listing_growing_as_fast_as_it_is_read_still_ends() {
+    // Oldest first, neither `hasMore` nor `total`, and a lead added before every request: each
+    // short page asked past brought one more lead, another short page, and the job never
+    // ended. A page shorter than the pages before it is the end.
+    let sim = sim_with(|c| {
+        c.leads = 1_000;
+        c.ordering = ctgo_export::simulator::Ordering::OldestFirst;
+        c.omit_has_more = true;
+        c.omit_total = true;
+        c.arrivals_per_request = 1;
+    });
+    let t = TestDir::new();
+    let (dest, path) = t.sqlite();
+    let mut child = sync_cmd(&sim, &dest, &["--tables", "leads", "--page-size", "100"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("the export did not end: {} requests", sim.requests().leads);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let run = Run::from_output(child.wait_with_output().unwrap());
+    run.assert_code(0);
+    assert!(
+        sim.requests().leads < 20,
+        "{} requests",
+        sim.requests().leads
+    );
+    // Every lead that was there when it began, and the ones that came while it read.
+    assert!(sqlite_lead_ids(&path).len() > 1_000);
+}
+
+#[test]
+fn a_full_page_whose_has_more_no_total_confirms_is_asked_past() {
+    // `hasMore: false` on a full first page, no `total` at all: taken at its word, the 500
+    // leads after it were never exported. And a quiet run against an API with neither field
+    // costs one request more than one with them, not two.
+    let args = ["--tables", "leads", "--page-size", "100"];
+    let sim = sim_with(|c| {
+        c.leads = 600;
+        c.omit_total = true;
+        c.wrong_has_more_once = true;
+    });
+    let t = TestDir::new();
+    let (dest, path) = t.sqlite();
+    let job = sync_ok(&sim, &dest, &args);
+    assert_eq!(leads_counts(&job).0, 600, "{job}");
+    assert_eq!(sqlite_lead_ids(&path), expected_ids(&sim));
+    // (Default page size: the lookback window's leads fit one page.)
+    sim.update(|c| c.omit_has_more = true);
+    sim.reset_stats();
+    sync_ok(&sim, &dest, &["--tables", "leads"]);
+    assert_eq!(sim.requests().leads, 2);
+}
+
+#[test]
 fn a_server_that_ignores_offset_and_says_nothing_of_more_pages_fails_rather_than_loses_leads() {
     // Pages of 100 (the default page size), no `hasMore`, no `total`, and `offset` ignored:
     // the request past the first page gets that page again. A server whose first page was
