@@ -708,6 +708,9 @@ pub struct SimulateArgs {
     /// discoveredAt of those arrivals, minutes before the newest lead.
     #[arg(long, default_value_t = 0, value_name = "MIN")]
     pub late_arrival_minutes: i64,
+    /// Before every leads page, add N new leads (a listing that grows as it is read).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub arrivals_per_request: usize,
     /// Answer every data request with 429 credits_exhausted.
     #[arg(long)]
     pub credits_exhausted: bool,
@@ -760,6 +763,7 @@ impl SimulateArgs {
         cfg.slow_ms = self.slow_ms;
         cfg.arrivals_between_pages = self.arrivals_between_pages;
         cfg.late_arrival_minutes = self.late_arrival_minutes;
+        cfg.arrivals_per_request = self.arrivals_per_request;
         cfg.credits_exhausted = self.credits_exhausted;
         Ok(cfg)
     }
