@@ -1528,10 +1528,9 @@ impl PageFacts {
             && self.n < self.limit as usize
             && !self.more_by_total()
             && (total_contradicted
-                // Without `total`, a page shorter than the pages before it is the end; only
-                // a short page with none before it is asked past. (Asking past every short
-                // page would never end while leads arrive one per request.)
-                || (self.total.is_none() && self.served.is_none_or(|s| self.n as u64 >= s))
+                // (Also a page shorter than the pages before it: a server may serve pages of
+                // varying size, capped by bytes, say.)
+                || self.total.is_none()
                 || self.n == self.default_limit as usize
                 || self.served == Some(self.n as u64))
     }
@@ -1622,8 +1621,7 @@ mod tests {
         assert!(!last_page(served(80, Some(1_080))));
         assert!(last_page(served(79, Some(1_079))));
         assert!(!last_page(served(80, None)));
-        // Without `total`, a page shorter than the ones before it is the end.
-        assert!(last_page(served(79, None)));
+        assert!(!last_page(served(79, None)));
     }
 
     /// A lead discovered at second `sec` after 2026-06-02T09:00:00Z.

@@ -371,6 +371,9 @@ pub struct SimConfig {
     /// Serve at most this many records per leads or runs page, whatever `limit` asks (a
     /// server whose own maximum is lower than the documented one, answering without a word).
     pub page_cap: Option<usize>,
+    /// Serve leads pages of varying size: from half of what would be served to all of it,
+    /// by offset (a server that caps its pages by bytes, say).
+    pub vary_page_sizes: bool,
     /// Leave `hasMore` out of leads and runs pages (the envelope is open: `total` only).
     pub omit_has_more: bool,
     /// Leave `total` out of leads and runs pages.
@@ -424,6 +427,7 @@ impl SimConfig {
             ignore_offset: false,
             refuse_over_max_limit: true,
             page_cap: None,
+            vary_page_sizes: false,
             omit_has_more: false,
             omit_total: false,
             wrong_has_more_once: false,
@@ -664,6 +668,9 @@ pub struct SimulateArgs {
     /// Serve at most N records per leads or runs page, whatever `limit` asks.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub page_cap: Option<u32>,
+    /// Serve leads pages of varying size (half to all of what would be served, by offset).
+    #[arg(long)]
+    pub vary_page_sizes: bool,
     /// Leave `hasMore` out of leads and runs pages.
     #[arg(long)]
     pub no_has_more: bool,
@@ -748,6 +755,7 @@ impl SimulateArgs {
         cfg.refuse_over_max_limit = !self.clamp_limit;
         cfg.page_cap = self.page_cap.map(|n| n as usize);
         cfg.omit_has_more = self.no_has_more;
+        cfg.vary_page_sizes = self.vary_page_sizes;
         cfg.omit_total = self.no_total;
         cfg.wrong_has_more_once = self.wrong_has_more_once;
         cfg.removals_between_pages = self.removals_between_pages;

@@ -552,7 +552,12 @@ impl State {
             let (total, _) = self.store.query(&filter, order, 0, 0);
             return Ok(Planned::value(StatusCode::OK, json!({"total": total})));
         }
-        let limit = self.cfg.page_cap.map_or(limit, |cap| limit.min(cap));
+        let mut limit = self.cfg.page_cap.map_or(limit, |cap| limit.min(cap));
+        if self.cfg.vary_page_sizes && limit > 1 {
+            let half = limit / 2;
+            let mix = (offset as u64 ^ self.cfg.seed).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 33;
+            limit = half + (mix as usize % (limit - half + 1));
+        }
         let (total, page) = self.store.query(&filter, order, offset, limit);
         let has_more = offset.saturating_add(page.len()) < total;
         let mut body = Vec::with_capacity(self.store.page_bytes(&page) + 128);
