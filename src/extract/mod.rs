@@ -323,9 +323,13 @@ pub async fn run_sync(cfg: JobConfig, cancel: Cancel) -> Result<JobOutcome, Dest
             }
         }
         Err(StepError::Cancelled) => {
-            // What was not committed is discarded, with its counts; what was committed stays.
-            let cancelled = dest.rollback().and_then(|()| {
-                let mut job = committed_job(dest.as_mut(), &job)?;
+            // The job stopped between pages: what is staged is whole pages with their dedup
+            // state and counts (the cursor and a full refresh's deletions are staged only at
+            // an export's end), so it is committed, as at any commit point, and a Parquet or
+            // CSV file in progress is kept rather than read again. Only if that fails is it
+            // discarded, with its counts; what was committed before stays either way.
+            let cancelled = commit_staged(dest.as_mut(), &job).and_then(|job| {
+                let mut job = job;
                 let _ = job.transition(JobStatus::Cancelling, Utc::now());
                 dest.state()
                     .save_job(&job)
@@ -368,31 +372,38 @@ fn committed_job(dest: &mut dyn Destination, job: &JobRecord) -> Result<JobRecor
 /// End a job as FAILED and record it. Staged pages are committed when they are whole (rows and
 /// dedup state staged together, no cursor move: the API failed, or pagination stopped early);
 /// after a destination error they may not be, so they are rolled back with their counts.
+/// Commit what a job that stops early has staged (whole pages), with the counts of the job
+/// as they stand; the job as committed. When that fails, the staged work is rolled back and
+/// the job is the one its last commit recorded.
+fn commit_staged(dest: &mut dyn Destination, job: &JobRecord) -> Result<JobRecord, DestError> {
+    // The counts commit with the pages they count, as at every commit.
+    let committed = dest
+        .state()
+        .save_job(job)
+        .map_err(DestError::sql("recording job counts"))
+        .and_then(|()| dest.commit(true));
+    match committed {
+        Ok(_) => Ok(job.clone()),
+        Err(e) => {
+            tracing::warn!(error = %e, "Could not commit the pages staged last; discarding them.");
+            dest.rollback()?;
+            committed_job(dest, job)
+        }
+    }
+}
+
 fn finish_failed(
     mut dest: Box<dyn Destination>,
     job: JobRecord,
     err: StepError,
     stats: &crate::api::ClientStats,
 ) -> Result<JobOutcome, DestError> {
-    // The counts commit with the pages they count, as at every commit.
-    let committed = !matches!(err, StepError::Dest(_))
-        && match dest
-            .state()
-            .save_job(&job)
-            .map_err(DestError::sql("recording job counts"))
-            .and_then(|()| dest.commit(true))
-        {
-            Ok(_) => true,
-            Err(e) => {
-                tracing::warn!(error = %e, "Could not commit the last batch of a failing job; discarding it.");
-                false
-            }
-        };
-    let mut job = if committed {
-        job
-    } else {
+    // (After a destination error, what is staged is not to be trusted.)
+    let mut job = if matches!(err, StepError::Dest(_)) {
         dest.rollback()?;
         committed_job(dest.as_mut(), &job)?
+    } else {
+        commit_staged(dest.as_mut(), &job)?
     };
     let exit_code = match &err {
         StepError::Api(e) if e.is_refusal() => exit::REFUSED,
@@ -723,8 +734,8 @@ impl JobRun<'_> {
             .await
             .map_err(|e| StepError::Internal(format!("page writer: {e}")))?;
         self.dest = Some(dest);
-        // The counts of every page staged, also when the writer stopped early: a failing job
-        // commits what is staged, a cancelled one rolls it back and reads the counts back.
+        // The counts of every page staged, also when the writer stopped early: a failing or
+        // cancelled job commits what is staged with them.
         self.job = job;
         match (fetched, written) {
             // A destination error first: it decides that staged pages are rolled back.
