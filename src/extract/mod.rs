@@ -369,9 +369,6 @@ fn committed_job(dest: &mut dyn Destination, job: &JobRecord) -> Result<JobRecor
         .unwrap_or_else(|| job.clone()))
 }
 
-/// End a job as FAILED and record it. Staged pages are committed when they are whole (rows and
-/// dedup state staged together, no cursor move: the API failed, or pagination stopped early);
-/// after a destination error they may not be, so they are rolled back with their counts.
 /// Commit what a job that stops early has staged (whole pages), with the counts of the job
 /// as they stand; the job as committed. When that fails, the staged work is rolled back and
 /// the job is the one its last commit recorded.
@@ -392,6 +389,9 @@ fn commit_staged(dest: &mut dyn Destination, job: &JobRecord) -> Result<JobRecor
     }
 }
 
+/// End a job as FAILED and record it. Staged pages are committed when they are whole (rows and
+/// dedup state staged together, no cursor move: the API failed, or pagination stopped early);
+/// after a destination error they may not be, so they are rolled back with their counts.
 fn finish_failed(
     mut dest: Box<dyn Destination>,
     job: JobRecord,
@@ -1556,9 +1556,9 @@ impl PageFacts {
 /// Whether a page is the last. An empty page is; otherwise the API's `hasMore` decides when
 /// given, unless it says none follow while `total` says more do, or on a full page that no
 /// `total` confirms to be the last: taken at its word, a wrong `hasMore` would move the cursor
-/// past the leads it hides, so the next page settles it. Without `hasMore` a full page is not the last, and a short page is,
-/// unless `total` says more follow (a server whose own maximum is lower than the `limit`
-/// asked serves fewer without a word) or [`PageFacts::asks_again`].
+/// past the leads it hides, so the next page settles it. Without `hasMore` a full page is not
+/// the last, and a short page is, unless `total` says more follow (a server whose own maximum
+/// is lower than the `limit` asked serves fewer without a word) or [`PageFacts::asks_again`].
 fn last_page(p: PageFacts) -> bool {
     if p.n == 0 {
         return true;
