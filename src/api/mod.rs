@@ -833,22 +833,16 @@ impl ApiClient {
         if key_len == 0 {
             return None;
         }
-        let first = self.key_finder.find(body)?;
+        self.key_finder.find(body)?;
         let mut out = Vec::with_capacity(body.len());
-        let mut at = first;
-        let mut rest = body;
-        let mut count = 0;
-        loop {
-            out.extend_from_slice(&rest[..at]);
+        let (mut from, mut count) = (0, 0);
+        for at in self.key_finder.find_iter(body) {
+            out.extend_from_slice(&body[from..at]);
             out.extend_from_slice(b"****");
+            from = at + key_len;
             count += 1;
-            rest = &rest[at + key_len..];
-            match self.key_finder.find(rest) {
-                Some(next) => at = next,
-                None => break,
-            }
         }
-        out.extend_from_slice(rest);
+        out.extend_from_slice(&body[from..]);
         tracing::warn!(
             occurrences = count,
             "The API's answer holds the API key itself; it is replaced by {} in what is exported.",

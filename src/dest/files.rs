@@ -69,6 +69,15 @@ pub struct StagedFile {
     pub publish: bool,
 }
 
+/// The files of ours found in a destination's table directories ([`FileStore::our_files`]).
+#[derive(Default)]
+struct OurFiles {
+    /// Under the names they are published with.
+    published: Vec<String>,
+    /// In progress, under their hidden names.
+    staged: Vec<(Table, String)>,
+}
+
 /// What both file destinations share: the directory, its lock and its state store.
 /// Page cache of the hidden state store, KiB: 512 KiB kept a 1M-lead export's memory within
 /// 1.05× of a 10k one for CSV (2 MiB, SQLite's default: 1.17×); benches/README.md.
@@ -331,8 +340,11 @@ impl FileStore {
         self.store
             .rollback()
             .map_err(DestError::sql("resetting the state store"))?;
-        // Before anything is published or deleted on the word of this state.
-        self.refuse_an_older_state()?;
+        // Each table directory is listed once, before anything is published or deleted on
+        // the word of this state. (The hidden files that the publishing below renames are
+        // committed ones, which the sweep of uncommitted work keeps anyway.)
+        let ours = self.our_files()?;
+        self.refuse_an_older_state(&ours.published)?;
         let pending = self
             .store
             .unpublished_files()
@@ -382,47 +394,48 @@ impl FileStore {
             .map_err(DestError::sql("reading the file records"))?
             .into_iter()
             .collect();
-        for table in Table::ALL {
-            let mut removed = false;
-            for rel in self.listed(table, is_staged_name)? {
-                if known.contains(&rel) {
-                    continue;
-                }
-                let path = self.path(&rel);
-                std::fs::remove_file(&path).map_err(DestError::io(format!(
-                    "deleting uncommitted file {}",
-                    path.display()
-                )))?;
-                info!(table = table.name(), file = %rel, "Deleted a file a crashed job had not committed.");
-                rec.discarded_files += 1;
-                removed = true;
-            }
-            if removed {
-                sync_dir(&self.dir.join(table.name()))?;
-            }
+        let mut swept = BTreeSet::new();
+        for (table, rel) in ours.staged.iter().filter(|(_, rel)| !known.contains(rel)) {
+            let path = self.path(rel);
+            std::fs::remove_file(&path).map_err(DestError::io(format!(
+                "deleting uncommitted file {}",
+                path.display()
+            )))?;
+            info!(table = table.name(), file = %rel, "Deleted a file a crashed job had not committed.");
+            rec.discarded_files += 1;
+            swept.insert(table.name());
+        }
+        for table in swept {
+            sync_dir(&self.dir.join(table))?;
         }
         rec.interrupted_jobs = super::fail_interrupted_jobs(&mut self.store)?;
         Ok(rec)
     }
 
-    /// The names (`leads/part-….parquet`) in a table's directory that pass `keep` (none when
-    /// the directory does not exist).
-    fn listed(&self, table: Table, keep: fn(&str) -> bool) -> Result<Vec<String>, DestError> {
-        let dir = self.dir.join(table.name());
-        let listing = |e| DestError::io(format!("listing {}", dir.display()))(e);
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(listing(e)),
-        };
-        let mut names = Vec::new();
-        for entry in entries {
-            let name = entry.map_err(listing)?.file_name();
-            if let Some(name) = name.to_str().filter(|n| keep(n)) {
-                names.push(format!("{}/{name}", table.name()));
+    /// The files of ours in the table directories, by name (`leads/part-….parquet`): those
+    /// published, and those in progress (with their table).
+    fn our_files(&self) -> Result<OurFiles, DestError> {
+        let mut ours = OurFiles::default();
+        for table in Table::ALL {
+            let dir = self.dir.join(table.name());
+            let listing = |e| DestError::io(format!("listing {}", dir.display()))(e);
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(listing(e)),
+            };
+            for entry in entries {
+                let name = entry.map_err(listing)?.file_name();
+                let Some(name) = name.to_str() else { continue };
+                let rel = format!("{}/{name}", table.name());
+                if is_exported_name(name) {
+                    ours.published.push(rel);
+                } else if is_staged_name(name) {
+                    ours.staged.push((table, rel));
+                }
             }
         }
-        Ok(names)
+        Ok(ours)
     }
 
     /// Refuse a state older than the files beside it: a published file of ours that the state
@@ -430,18 +443,17 @@ impl FileStore {
     /// back from a backup over newer files, say). Its leads would be written again, and the
     /// newer jobs' hidden files taken for uncommitted work. A file the state records is never
     /// visible before its record is committed (`synchronous=FULL`), so this cannot be a crash.
-    fn refuse_an_older_state(&self) -> Result<(), DestError> {
+    fn refuse_an_older_state(&self, published: &[String]) -> Result<(), DestError> {
         let recorded: HashSet<String> = self
             .store
             .recorded_files()
             .map_err(DestError::sql("reading the file records"))?
             .into_iter()
             .collect();
-        let mut unknown = Vec::new();
-        for table in Table::ALL {
-            let names = self.listed(table, is_exported_name)?;
-            unknown.extend(names.into_iter().filter(|rel| !recorded.contains(rel)));
-        }
+        let mut unknown: Vec<&String> = published
+            .iter()
+            .filter(|rel| !recorded.contains(*rel))
+            .collect();
         unknown.sort();
         let Some(first) = unknown.first() else {
             return Ok(());

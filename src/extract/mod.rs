@@ -328,8 +328,7 @@ pub async fn run_sync(cfg: JobConfig, cancel: Cancel) -> Result<JobOutcome, Dest
             // an export's end), so it is committed, as at any commit point, and a Parquet or
             // CSV file in progress is kept rather than read again. Only if that fails is it
             // discarded, with its counts; what was committed before stays either way.
-            let cancelled = commit_staged(dest.as_mut(), &job).and_then(|job| {
-                let mut job = job;
+            let cancelled = commit_staged(dest.as_mut(), &job).and_then(|mut job| {
                 let _ = job.transition(JobStatus::Cancelling, Utc::now());
                 dest.state()
                     .save_job(&job)
@@ -1189,7 +1188,7 @@ async fn fetch_leads(
         // (A page of only the previous page's last record is the end: nothing after it.)
         let end = anchor.only_overlap(n, first) || last_page(facts);
         // A page as full as the pages before it, or as asked: the listing likely goes on.
-        let full = n >= limit as usize || served == Some(n as u64);
+        let page_full = n >= limit as usize || served == Some(n as u64);
         if !end {
             served = facts.served_after();
         }
@@ -1206,7 +1205,7 @@ async fn fetch_leads(
             // last). Not after a page asked past only to settle whether it was the last.
             let next = anchor::Anchor::next_offset(q.offset, n);
             requests.ahead(next);
-            if full && max_pages.is_none_or(|m| pages + 1 < m) {
+            if page_full && max_pages.is_none_or(|m| pages + 1 < m) {
                 requests.ahead(anchor::Anchor::next_offset(next, n));
             }
         }
