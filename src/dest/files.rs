@@ -78,11 +78,12 @@ struct OurFiles {
     staged: Vec<(Table, String)>,
 }
 
-/// What both file destinations share: the directory, its lock and its state store.
-/// Page cache of the hidden state store, KiB: 512 KiB kept a 1M-lead export's memory within
-/// 1.05× of a 10k one for CSV (2 MiB, SQLite's default: 1.17×); benches/README.md.
-const STATE_CACHE_KIB: u32 = 512;
+/// Page cache of the hidden state store, KiB: a 1M-lead Parquet export peaked 0.4–0.6 MB
+/// lower at 128 KiB than at 512 KiB, at the same speed (at 2 MiB, SQLite's default, a 1M CSV
+/// export peaked at 1.17× a 10k one; at 512 KiB, 1.05×); benches/README.md, Memory.
+const STATE_CACHE_KIB: u32 = 128;
 
+/// What both file destinations share: the directory, its lock and its state store.
 pub struct FileStore {
     dir: PathBuf,
     scheme: &'static str,

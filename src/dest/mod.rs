@@ -23,6 +23,7 @@ use crate::schema::Table;
 pub mod csv;
 pub mod files;
 pub mod parquet;
+mod parquet_file;
 pub mod sqlite;
 pub mod state;
 

@@ -21,26 +21,26 @@ use std::fs::File;
 use std::path::Path;
 
 use arrow_array::RecordBatch;
-use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use tracing::debug;
 
 use super::files::{self, FileStore, StagedFile};
+use super::parquet_file::FileWriter;
 use super::{DestError, Destination, Recovery, StateStore};
 use crate::job::JobRecord;
 use crate::schema::Table;
 
-/// Rows per row group. The writer buffers a whole row group in memory before it writes it, and
-/// builds a zstd context per column and row group. With 32 KiB pages, a 1M export peaked at
-/// 1.18× the memory of a 10k one with 8Ki rows against 1.21× with 16Ki (64Ki doubled it at
-/// 128 KiB pages; 4Ki measured no lower; benches/README.md), and 8Ki rows are still enough
-/// for good compression and for readers to skip row groups by statistics.
+/// Rows per row group. The writer buffers a whole row group in memory before it writes it.
+/// With 32 KiB pages, a 1M export peaked at 1.18× the memory of a 10k one with 8Ki rows
+/// against 1.21× with 16Ki (64Ki doubled it at 128 KiB pages; 4Ki measured no lower;
+/// benches/README.md), and 8Ki rows are still enough for good compression and for readers to
+/// skip row groups by statistics.
 pub const DEFAULT_ROW_GROUP_ROWS: usize = 8 * 1024;
 
 /// Bytes of a data page before it is compressed. Small pages keep each column's page buffer
-/// and zstd context small: with 16Ki-row groups a 1M export peaked at 1.43× the memory of a
+/// small: with 16Ki-row groups a 1M export peaked at 1.43× the memory of a
 /// 10k one with 128 KiB pages, 1.28× with 64 KiB and 1.21× with 32 KiB, for files 5 % larger
 /// than with 128 KiB pages (measured at 200k leads).
 pub const DEFAULT_DATA_PAGE_BYTES: usize = 32 * 1024;
@@ -50,8 +50,11 @@ pub const DEFAULT_DATA_PAGE_BYTES: usize = 32 * 1024;
 pub const DEFAULT_ROW_GROUP_BYTES: usize = 16 * 1024 * 1024;
 
 /// Rows after which an open file is finished and published at the next commit of the job
-/// loop, even when the job does not ask for one: a few row groups per file.
-pub const DEFAULT_FILE_ROWS: u64 = 250_000;
+/// loop, even when the job does not ask for one: a dozen row groups per file, about 2.6 MB of
+/// leads. What a file's writer keeps until its footer (and what its thread's malloc arena
+/// gathers) is given back when the file ends: a 1M export peaked 0.4 MB lower with 100k-row
+/// files than with 250k (benches/README.md, Memory, ninth round).
+pub const DEFAULT_FILE_ROWS: u64 = 100_000;
 
 /// The zstd level: level 1 made files as small as level 3 on lead pages (5.49 vs 5.49 MB for
 /// 200k leads) for less CPU.
@@ -66,7 +69,7 @@ struct OpenFile {
     rows: u64,
 }
 
-/// An `ArrowWriter` on a thread of its own: encoding and compressing one page overlaps with
+/// A [`FileWriter`] on a thread of its own: encoding and compressing one page overlaps with
 /// the job loop's work on the next (dedup state, job record). A failure surfaces at the next
 /// [`Encoder::write`] or at [`Encoder::finish`]; dropping the encoder abandons the file.
 struct Encoder {
@@ -78,7 +81,7 @@ impl Encoder {
     /// Batches queued ahead of the encoder: enough to overlap, few enough to bound memory.
     const QUEUE: usize = 2;
 
-    fn spawn(mut writer: ArrowWriter<File>) -> Result<Encoder, DestError> {
+    fn spawn(mut writer: FileWriter) -> Result<Encoder, DestError> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<RecordBatch>(Self::QUEUE);
         let thread = std::thread::Builder::new()
             .name("parquet-encoder".into())
@@ -159,7 +162,7 @@ const UNIQUE_COLUMNS: [&str; 9] = [
 ];
 
 /// The writer properties every file of the destination shares.
-fn writer_properties() -> Result<WriterProperties, DestError> {
+pub(super) fn writer_properties() -> Result<WriterProperties, DestError> {
     let level = ZstdLevel::try_new(DEFAULT_ZSTD_LEVEL).map_err(|e| DestError::Format {
         what: "parquet".into(),
         message: e.to_string(),
@@ -223,7 +226,7 @@ impl ParquetDest {
                 .create_new(true)
                 .open(&staged_path)
                 .map_err(DestError::io(format!("creating {}", staged_path.display())))?;
-            let writer = ArrowWriter::try_new(file, table.schema(), Some(self.props.clone()))
+            let writer = FileWriter::try_new(file, table.schema(), self.props.clone())
                 .map_err(parquet_err(table.name()))?;
             let writer = Encoder::spawn(writer)?;
             debug!(table = table.name(), file = %staged, "Opened a Parquet file.");
@@ -434,7 +437,7 @@ impl Destination for ParquetDest {
         let written = (|| {
             let file = File::create(&path)
                 .map_err(DestError::io(format!("creating {}", path.display())))?;
-            let mut w = ArrowWriter::try_new(file, table.schema(), Some(self.props.clone()))
+            let mut w = FileWriter::try_new(file, table.schema(), self.props.clone())
                 .map_err(parquet_err(table.name()))?;
             w.write(&batch).map_err(parquet_err(table.name()))?;
             let file = w.into_inner().map_err(parquet_err(table.name()))?;
