@@ -72,7 +72,7 @@ pub enum ConfigError {
     )]
     BadTimeout(String),
     #[error(
-        "bad since {0:?} (--since, CTGO_SINCE or since in the config file): use an ISO 8601 time with its zone, such as 2026-06-01T00:00:00Z, or a date such as 2026-06-01 (midnight UTC)"
+        "bad since {0:?} (--since, CTGO_SINCE or since in the config file): use an ISO 8601 time with its zone, from 1970 on, such as 2026-06-01T00:00:00Z, or a date such as 2026-06-01 (midnight UTC)"
     )]
     BadSince(String),
     #[error(
@@ -122,7 +122,29 @@ impl DestSpec {
         if path.is_empty() {
             return Err(ConfigError::BadDest(s.to_string()));
         }
-        let path = PathBuf::from(path);
+        let bad = |why: &str| ConfigError::Usage(format!("bad destination {s:?}: {why}"));
+        // `sqlite://x.db` would be the file /x.db, `sqlite:///x.db` the same: URL habits.
+        if path.starts_with("//") {
+            return Err(bad(&format!(
+                "a destination is {kind}:PATH, not a URL (write {kind}:x or {kind}:/abs/path)"
+            )));
+        }
+        if path.trim() != path {
+            return Err(bad("the path starts or ends with a space"));
+        }
+        if kind == "sqlite" && (path.ends_with('/') || path.ends_with("/.")) {
+            return Err(bad("sqlite: takes a database file, not a directory"));
+        }
+        // The shell expands `~` only at the start of a word, so `--dest sqlite:~/x.db` (and
+        // the config file's `dest`) arrive as typed: `~/` is the home directory here too.
+        let path = match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
+            (Some(rest), Some(home)) if !home.is_empty() => PathBuf::from(home).join(rest),
+            (Some(_), _) => return Err(bad("~ stands for HOME, which is not set")),
+            (None, _) if path.starts_with('~') => {
+                return Err(bad("only ~/ is expanded here: write the full path"));
+            }
+            (None, _) => PathBuf::from(path),
+        };
         match kind {
             "sqlite" => Ok(DestSpec::Sqlite(path)),
             "parquet" => Ok(DestSpec::Parquet(path)),
@@ -508,16 +530,19 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     humantime::parse_duration(s.trim()).ok()
 }
 
-/// RFC 3339 (`2026-06-01T00:00:00Z`, offsets allowed) or a bare date (`2026-06-01`, midnight UTC).
+/// RFC 3339 (`2026-06-01T00:00:00Z`, offsets allowed) or a bare date (`2026-06-01`, midnight
+/// UTC), from 1970 on: an earlier one (`0000-01-01`) is no time the API keeps leads of, and
+/// would go out as a year it refuses.
 pub fn parse_since(s: &str) -> Option<DateTime<Utc>> {
     let s = s.trim();
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Some(t.with_timezone(&Utc));
-    }
-    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .ok()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|t| t.and_utc())
+    let t = match DateTime::parse_from_rfc3339(s) {
+        Ok(t) => Some(t.with_timezone(&Utc)),
+        Err(_) => chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .ok()
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|t| t.and_utc()),
+    };
+    t.filter(|t| t.timestamp() >= 0)
 }
 
 #[cfg(test)]
@@ -547,6 +572,48 @@ mod tests {
         assert!(DestSpec::parse("mysql:x").is_err());
         assert!(DestSpec::parse("sqlite:").is_err());
         assert!(DestSpec::parse("leads.db").is_err());
+        // URL habits, stray spaces and directories for a database file are refused.
+        for bad in [
+            "sqlite://x.db",
+            "sqlite:///tmp/x.db",
+            "parquet://out",
+            "sqlite: x.db",
+            "csv:out ",
+            "sqlite:out/",
+            "sqlite:~",
+            "sqlite:~other/x.db",
+        ] {
+            let err = DestSpec::parse(bad).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("bad destination {bad:?}: ")),
+                "{err}"
+            );
+        }
+        assert!(DestSpec::parse("parquet:out/").is_ok());
+    }
+
+    #[test]
+    fn since_is_a_time_from_1970_on() {
+        let ms = |s: &str| parse_since(s).map(|t| t.timestamp_millis());
+        assert_eq!(ms("1970-01-01"), Some(0));
+        assert_eq!(ms("2026-06-01T02:00:00+02:00"), Some(1_780_272_000_000));
+        assert_eq!(ms("0000-01-01T00:00:00Z"), None);
+        assert_eq!(ms("1969-12-31T23:59:59Z"), None);
+        assert_eq!(ms("1970-01-01T00:30:00+01:00"), None);
+        assert_eq!(ms("yesterday"), None);
+    }
+
+    #[test]
+    fn a_destination_under_tilde_is_under_home() {
+        let home = std::env::var_os("HOME").expect("HOME is set for tests");
+        assert_eq!(
+            DestSpec::parse("sqlite:~/leads.db").unwrap(),
+            DestSpec::Sqlite(PathBuf::from(&home).join("leads.db"))
+        );
+        assert_eq!(
+            DestSpec::parse("parquet:~/out/").unwrap(),
+            DestSpec::Parquet(PathBuf::from(&home).join("out/"))
+        );
     }
 
     #[test]

@@ -30,10 +30,21 @@ fn main() -> ExitCode {
     ctgo_export::fault::point("main.started");
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version.
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
         Err(e) => {
+            // Arguments as given, not necessarily UTF-8; clap quotes the one it refused, which
+            // may be the key pasted in the wrong place: scrubbed, as every error is.
+            let args: Vec<String> = std::env::args_os()
+                .skip(1)
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            let text = scrub(&e.render().to_string());
             // `sync --json` prints one record in every case, a flag clap refused included.
-            if e.use_stderr() && sync_asks_for_json(std::env::args().skip(1)) {
-                let text = e.render().to_string();
+            if sync_asks_for_json(&args) {
                 let first = text.lines().next().unwrap_or_default();
                 print_unstarted_job(
                     Uuid::nil(),
@@ -42,8 +53,8 @@ fn main() -> ExitCode {
                     "configuration",
                 );
             }
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { exit::USAGE as u8 } else { 0 });
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), text.as_bytes());
+            return ExitCode::from(exit::USAGE as u8);
         }
     };
     if !matches!(cli.command, Command::Sync(_)) {
@@ -389,17 +400,36 @@ fn print_unstarted_job(source_id: Uuid, tables: &[Table], error: &str, kind: &st
     ctgo_export::outln!("{}", job.to_json_line());
 }
 
-/// Whether a command line clap refused is `sync` with `--json` (not undone by a later
-/// `--no-json`).
-fn sync_asks_for_json(args: impl Iterator<Item = String>) -> bool {
-    let mut args = args.skip_while(|a| a.starts_with('-'));
-    if args.next().as_deref() != Some("sync") {
+/// Whether a command line clap refused is `sync` asking for JSON: with `--json` (not undone
+/// by a later `--no-json`), or with neither and `json = true` in the config file it names
+/// (`--config`, else `CTGO_CONFIG`), as when the line parses.
+fn sync_asks_for_json(args: &[String]) -> bool {
+    let mut args = args.iter().skip_while(|a| a.starts_with('-'));
+    if args.next().map(String::as_str) != Some("sync") {
         return false;
     }
-    args.take_while(|a| a != "--")
-        .filter(|a| *a == "--json" || *a == "--no-json")
-        .last()
-        .is_some_and(|a| a == "--json")
+    let args: Vec<&str> = args
+        .map(String::as_str)
+        .take_while(|a| *a != "--")
+        .collect();
+    let flag = args
+        .iter()
+        .rev()
+        .find(|a| **a == "--json" || **a == "--no-json");
+    if let Some(flag) = flag {
+        return *flag == "--json";
+    }
+    let config = args
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| match a.strip_prefix("--config") {
+            Some("") => args.get(i + 1).map(|p| p.to_string()),
+            Some(rest) => rest.strip_prefix('=').map(str::to_string),
+            None => None,
+        })
+        .next_back()
+        .or_else(|| std::env::var("CTGO_CONFIG").ok().filter(|p| !p.is_empty()));
+    config::FileConfig::asks_for_json(config.as_deref().map(std::path::Path::new))
 }
 
 /// How much of a job's error the `jobs` table shows.

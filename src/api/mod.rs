@@ -469,7 +469,7 @@ impl ApiClient {
                     limit,
                     fallback = FALLBACK_LEADS_LIMIT,
                     api_message = message,
-                    "The API refused this page size (400); retrying with the fallback limit and keeping it for this client."
+                    "The API refused the request (400), perhaps for its page size; retrying with the fallback limit and keeping it for this client."
                 );
                 self.leads_limit_cap
                     .store(FALLBACK_LEADS_LIMIT, Ordering::Relaxed);

@@ -58,9 +58,20 @@ pub enum DestError {
 
 impl DestError {
     /// A destination that is not there, or not one this job may use: the user's to fix, not a
-    /// failure of the job (exit 2).
+    /// failure of the job (exit 2). So is one this user may not write, on a read-only file
+    /// system, or under a file: no retry clears those.
     pub fn is_usage(&self) -> bool {
-        matches!(self, DestError::Missing { .. } | DestError::Mismatch { .. })
+        use std::io::ErrorKind::{NotADirectory, PermissionDenied, ReadOnlyFilesystem};
+        match self {
+            DestError::Missing { .. } | DestError::Mismatch { .. } => true,
+            DestError::Io { source, .. } => {
+                matches!(
+                    source.kind(),
+                    PermissionDenied | ReadOnlyFilesystem | NotADirectory
+                )
+            }
+            _ => false,
+        }
     }
 
     /// `spec`'s state store belongs to another kind of destination, or could not be read.
@@ -275,6 +286,23 @@ pub fn open_ledger(spec: &DestSpec) -> Result<StateStore, DestError> {
     if !path.exists() {
         return Err(DestError::Missing {
             dest: spec.to_string(),
+        });
+    }
+    // What `sync` would refuse to use is refused as it does (exit 2), not read as SQLite.
+    let not_state = if path.is_dir() {
+        Some("it is a directory, not a file")
+    } else if path.metadata().is_ok_and(|m| m.len() > 0)
+        && File::open(&path).is_ok()
+        && !has_sqlite_header(&path)
+    {
+        Some("it is a file but not an SQLite database")
+    } else {
+        None
+    };
+    if let Some(reason) = not_state {
+        return Err(DestError::Mismatch {
+            dest: spec.to_string(),
+            reason: format!("{reason} ({}), so no job history", path.display()),
         });
     }
     let store = StateStore::open_read_only(&path)

@@ -105,6 +105,17 @@ fn malformed_key_and_bad_flags_are_usage_errors() {
             "last week",
         ],
         vec!["sync", "--dest", &dest, "--bogus"],
+        // URL habits: `sqlite://x.db` would be /x.db.
+        vec!["sync", "--dest", "sqlite://x.db", "--base-url", &base],
+        vec![
+            "sync",
+            "--dest",
+            &dest,
+            "--base-url",
+            &base,
+            "--since",
+            "0000-01-01T00:00:00Z",
+        ],
         vec!["jobs", "--dest", &dest, "--limit", "0"],
         vec!["jobs", "--dest", &dest, "--limit", "1001"],
         vec!["schema", "users"],
@@ -157,6 +168,118 @@ fn malformed_key_and_bad_flags_are_usage_errors() {
     );
     run.assert_code(2);
     assert!(!run.stderr.contains("ctgo_short"), "the key is not echoed");
+
+    // The key pasted where the parser refuses it is not echoed by the parser's message either.
+    for args in [
+        vec!["sync", KEY],
+        vec!["sync", "--stream", KEY],
+        vec!["check", KEY],
+    ] {
+        let run = Run::from_output(
+            command()
+                .env("CTGO_API_KEY", KEY)
+                .args(&args)
+                .output()
+                .unwrap(),
+        );
+        run.assert_code(2);
+        assert!(run.stderr.contains("ctgo_****"), "{}", run.stderr);
+        assert!(!run.stderr.contains(&KEY[5..]), "{args:?}: {}", run.stderr);
+    }
+    // An argument that is not UTF-8 is a usage error with its record, not a panic.
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let odd = std::ffi::OsStr::from_bytes(b"sqlite:/tmp/\xff.db");
+        let run = Run::from_output(
+            command()
+                .args(["sync", "--json", "--dest"])
+                .arg(odd)
+                .output()
+                .unwrap(),
+        );
+        run.assert_code(2);
+        assert_eq!(run.job()["status"], "FAILED");
+    }
+    // `json = true` in the config file asks for the record as --json does, also when the
+    // parser refuses the line; the file named by --config or by CTGO_CONFIG.
+    let config = t.path("json.toml");
+    std::fs::write(&config, "json = true\n").unwrap();
+    for (args, env) in [
+        (
+            vec!["sync", "--config", config.to_str().unwrap(), "--bogus"],
+            None,
+        ),
+        (
+            vec![
+                "sync",
+                &format!("--config={}", config.display()),
+                "--stream",
+                "x",
+            ],
+            None,
+        ),
+        (vec!["sync", "--bogus"], Some(config.to_str().unwrap())),
+    ] {
+        let mut cmd = command();
+        if let Some(path) = env {
+            cmd.env("CTGO_CONFIG", path);
+        }
+        let run = Run::from_output(cmd.args(&args).output().unwrap());
+        run.assert_code(2);
+        assert_eq!(
+            run.job()["error_details"]["kind"],
+            "configuration",
+            "{args:?}"
+        );
+    }
+    let run = Run::from_output(
+        command()
+            .args([
+                "sync",
+                "--config",
+                config.to_str().unwrap(),
+                "--no-json",
+                "--bogus",
+            ])
+            .output()
+            .unwrap(),
+    );
+    run.assert_code(2);
+    assert!(run.stdout.is_empty(), "--no-json wins: {}", run.stdout);
+}
+
+#[test]
+fn jobs_on_a_file_that_is_no_database_is_a_usage_error() {
+    let t = TestDir::new();
+    let file = t.path("notes.txt");
+    std::fs::write(&file, "not a database\n").unwrap();
+    let run = Run::from_output(
+        command()
+            .args(["jobs", "--dest", &format!("sqlite:{}", file.display())])
+            .output()
+            .unwrap(),
+    );
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains("not an SQLite database"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), b"not a database\n");
+    let dir = t.path("adir");
+    std::fs::create_dir(&dir).unwrap();
+    let run = Run::from_output(
+        command()
+            .args(["jobs", "--dest", &format!("sqlite:{}", dir.display())])
+            .output()
+            .unwrap(),
+    );
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains("a directory, not a file"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
