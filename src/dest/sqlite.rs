@@ -108,6 +108,12 @@ impl SqliteDest {
             });
         }
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if parent.exists() && !parent.is_dir() {
+                return Err(DestError::Mismatch {
+                    dest: format!("sqlite:{}", path.display()),
+                    reason: format!("{} is a file, not a directory", parent.display()),
+                });
+            }
             std::fs::create_dir_all(parent)
                 .map_err(DestError::io(format!("creating {}", parent.display())))?;
         }

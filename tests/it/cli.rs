@@ -249,7 +249,7 @@ fn malformed_key_and_bad_flags_are_usage_errors() {
 }
 
 #[test]
-fn jobs_on_a_file_that_is_no_database_is_a_usage_error() {
+fn a_file_where_a_destination_or_its_directory_should_be_is_a_usage_error() {
     let t = TestDir::new();
     let file = t.path("notes.txt");
     std::fs::write(&file, "not a database\n").unwrap();
@@ -280,6 +280,30 @@ fn jobs_on_a_file_that_is_no_database_is_a_usage_error() {
         "{}",
         run.stderr
     );
+
+    // A destination under a file cannot be made by any retry: exit 2, not 1.
+    for dest in [
+        format!("sqlite:{}/x.db", file.display()),
+        format!("sqlite:{}/deeper/x.db", file.display()),
+        format!("parquet:{}/out", file.display()),
+        format!("csv:{}/out", file.display()),
+    ] {
+        let run = Run::from_output(
+            command()
+                .env("CTGO_API_KEY", KEY)
+                .args(["sync", "--json", "--dest", &dest])
+                .args(["--base-url", "http://127.0.0.1:9/api/v2"])
+                .output()
+                .unwrap(),
+        );
+        run.assert_code(2);
+        assert_eq!(
+            run.job()["error_details"]["kind"],
+            "configuration",
+            "{dest}"
+        );
+    }
+    assert_eq!(std::fs::read(&file).unwrap(), b"not a database\n");
 }
 
 #[test]
