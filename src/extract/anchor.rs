@@ -204,13 +204,32 @@ impl Anchor {
         self.prev = page;
     }
 
-    /// Whether a page of `n` records, the first keyed `first`, holds nothing but the previous
-    /// page's last record: nothing after it, so the end of the listing, as an empty page
-    /// would be without the overlap.
-    pub fn only_overlap(&self, n: usize, first: Option<Key>) -> bool {
-        n == 1
-            && first.is_some()
-            && self.prev.as_ref().and_then(|p| p.keys.tail.last().copied()) == first
+    /// Whether a page of `n` records (`limit` asked), the first keyed `first` and the last
+    /// `last`, holds nothing after the previous page's last record: the end of the listing, as
+    /// an empty page would be without the overlap. Either it is that record alone, or a short
+    /// page that starts in the previous page's tail and ends on its last record: records added
+    /// before it since (new leads at the head of a newest-first listing) moved the tail
+    /// forward, and nothing follows. (Without this, such a listing is chased record by record
+    /// and each page brings nothing new.)
+    pub fn only_overlap(
+        &self,
+        n: usize,
+        limit: usize,
+        first: Option<Key>,
+        last: Option<Key>,
+    ) -> bool {
+        let Some(prev) = &self.prev else {
+            return false;
+        };
+        let prev_last = prev.keys.tail.last().copied();
+        if first.is_none() || last.is_none() {
+            return false;
+        }
+        (n == 1 && first == prev_last)
+            || (n >= 2
+                && n < limit
+                && last == prev_last
+                && first.is_some_and(|k| prev.keys.tail.contains(&k)))
     }
 
     /// Re-reads so far.
@@ -273,9 +292,19 @@ mod tests {
         assert_eq!(a.check(99, Some(Key::Id(90))), Check::Anchored);
         assert_eq!(a.rereads(), 0);
         // The previous page's last record alone: the end.
-        assert!(a.only_overlap(1, Some(Key::Id(99))));
-        assert!(!a.only_overlap(1, Some(Key::Id(98))));
-        assert!(!a.only_overlap(2, Some(Key::Id(99))));
+        let id = |i| Some(Key::Id(i));
+        assert!(a.only_overlap(1, 100, id(99), id(99)));
+        assert!(!a.only_overlap(1, 100, id(98), id(98)));
+        assert!(!a.only_overlap(2, 100, id(99), id(100)));
+        // A short page from inside the previous one's tail that ends on its last record:
+        // records added at the head moved the tail forward, and nothing follows it.
+        assert!(a.only_overlap(3, 100, id(97), id(99)));
+        // Not when something follows, when it is full (more may follow), or when it does not
+        // start in the tail.
+        assert!(!a.only_overlap(3, 100, id(97), id(100)));
+        assert!(!a.only_overlap(100, 100, id(97), id(99)));
+        assert!(!a.only_overlap(3, 100, id(7), id(99)));
+        assert!(!a.only_overlap(0, 100, None, None));
     }
 
     #[test]

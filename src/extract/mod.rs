@@ -857,7 +857,12 @@ impl JobRun<'_> {
                     default_limit: crate::api::DEFAULT_RUNS_LIMIT,
                     served,
                 };
-                if anchor.only_overlap(n, first) || last_page(facts) || stream.is_some() {
+                let last = texts.last().map(|t| anchor::record_key(t));
+                let limit = page.limit_used as usize;
+                if anchor.only_overlap(n, limit, first, last)
+                    || last_page(facts)
+                    || stream.is_some()
+                {
                     break;
                 }
                 // (A re-read may well be the page read before: the page after it was stale.)
@@ -1186,7 +1191,8 @@ async fn fetch_leads(
             served,
         };
         // (A page of only the previous page's last record is the end: nothing after it.)
-        let end = anchor.only_overlap(n, first) || last_page(facts);
+        let last_key = page.records.last().map(anchor::record_key);
+        let end = anchor.only_overlap(n, limit as usize, first, last_key) || last_page(facts);
         // A page as full as the pages before it, or as asked: the listing likely goes on.
         let page_full = n >= limit as usize || served == Some(n as u64);
         if !end {
