@@ -375,9 +375,12 @@ impl Destination for CsvDest {
         if ids.is_empty() {
             return Ok(());
         }
-        let rows = files::tombstones(&self.core.store, table, ids, deleted_at_ms, job_id)?;
-        let r = self.append(table, &rows, Some(job_id));
-        self.guard(r)
+        for ids in ids.chunks(files::TOMBSTONE_ROWS) {
+            let rows = files::tombstones(&self.core.store, table, ids, deleted_at_ms, job_id)?;
+            let r = self.append(table, &rows, Some(job_id));
+            self.guard(r)?;
+        }
+        Ok(())
     }
 
     fn commit(&mut self, force: bool) -> Result<bool, DestError> {

@@ -667,6 +667,10 @@ fn build_batch(
 }
 
 /// Tombstone rows for ids a full refresh found gone (see the module docs).
+/// Tombstones per batch: a full refresh that finds many ids gone (a move to another API, a
+/// stream dropped) writes them a row group's worth at a time, not as one batch of them all.
+pub const TOMBSTONE_ROWS: usize = 8 * 1024;
+
 pub fn tombstones(
     store: &StateStore,
     table: Table,

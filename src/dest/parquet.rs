@@ -384,9 +384,12 @@ impl Destination for ParquetDest {
         if ids.is_empty() {
             return Ok(());
         }
-        let rows = files::tombstones(&self.core.store, table, ids, deleted_at_ms, job_id)?;
-        let r = self.append(table, &rows);
-        self.guard(r)
+        for ids in ids.chunks(files::TOMBSTONE_ROWS) {
+            let rows = files::tombstones(&self.core.store, table, ids, deleted_at_ms, job_id)?;
+            let r = self.append(table, &rows);
+            self.guard(r)?;
+        }
+        Ok(())
     }
 
     fn commit(&mut self, force: bool) -> Result<bool, DestError> {
@@ -671,6 +674,26 @@ mod tests {
             Err(DestError::Busy { .. }) => {}
             other => panic!("expected Busy, got {:?}", other.map(|_| ())),
         }
+    }
+
+    #[test]
+    fn many_tombstones_are_all_written_in_row_groups() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut d = ParquetDest::open(tmp.path()).expect("open");
+        let n = 2 * files::TOMBSTONE_ROWS + 5;
+        let ids: Vec<i64> = (1..=n as i64).collect();
+        d.mark_deleted(Table::SyncRuns, &ids, EXTRACTED_MS, JOB)
+            .expect("tombstones");
+        d.commit(true).expect("commit");
+        assert_eq!(read_ids(tmp.path(), Table::SyncRuns), ids);
+        let name = &visible(tmp.path(), Table::SyncRuns)[0];
+        let file = File::open(tmp.path().join("sync_runs").join(name)).expect("open");
+        let meta = SerializedFileReader::new(file)
+            .expect("reader")
+            .metadata()
+            .clone();
+        let groups: Vec<i64> = meta.row_groups().iter().map(|g| g.num_rows()).collect();
+        assert_eq!(groups, vec![8192, 8192, 5]);
     }
 
     #[test]
