@@ -44,13 +44,7 @@ fn a_base_url_holding_the_key_is_refused_before_it_is_used() {
             vec!["sync", "--dest", &dest, "--base-url", &url, "--json"],
             vec!["check", "--base-url", &url],
         ] {
-            let run = Run::from_output(
-                command()
-                    .env("CTGO_API_KEY", KEY)
-                    .args(&args)
-                    .output()
-                    .unwrap(),
-            );
+            let run = run_keyed(&args);
             run.assert_code(2);
             assert!(run.stderr.contains("holds the API key"), "{}", run.stderr);
             let secret = &KEY.to_ascii_lowercase()[5..];
@@ -122,13 +116,7 @@ fn malformed_key_and_bad_flags_are_usage_errors() {
         vec!["frobnicate"],
     ];
     for args in cases {
-        let run = Run::from_output(
-            command()
-                .env("CTGO_API_KEY", KEY)
-                .args(&args)
-                .output()
-                .unwrap(),
-        );
+        let run = run_keyed(&args);
         assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
         assert!(!run.stderr.trim().is_empty(), "{args:?} says why");
     }
@@ -175,13 +163,7 @@ fn malformed_key_and_bad_flags_are_usage_errors() {
         vec!["sync", "--stream", KEY],
         vec!["check", KEY],
     ] {
-        let run = Run::from_output(
-            command()
-                .env("CTGO_API_KEY", KEY)
-                .args(&args)
-                .output()
-                .unwrap(),
-        );
+        let run = run_keyed(&args);
         run.assert_code(2);
         assert!(run.stderr.contains("ctgo_****"), "{}", run.stderr);
         assert!(!run.stderr.contains(&KEY[5..]), "{args:?}: {}", run.stderr);
@@ -253,33 +235,18 @@ fn a_file_where_a_destination_or_its_directory_should_be_is_a_usage_error() {
     let t = TestDir::new();
     let file = t.path("notes.txt");
     std::fs::write(&file, "not a database\n").unwrap();
-    let run = Run::from_output(
-        command()
-            .args(["jobs", "--dest", &format!("sqlite:{}", file.display())])
-            .output()
-            .unwrap(),
-    );
-    run.assert_code(2);
-    assert!(
-        run.stderr.contains("not an SQLite database"),
-        "{}",
-        run.stderr
-    );
-    assert_eq!(std::fs::read(&file).unwrap(), b"not a database\n");
     let dir = t.path("adir");
     std::fs::create_dir(&dir).unwrap();
-    let run = Run::from_output(
-        command()
-            .args(["jobs", "--dest", &format!("sqlite:{}", dir.display())])
-            .output()
-            .unwrap(),
-    );
-    run.assert_code(2);
-    assert!(
-        run.stderr.contains("a directory, not a file"),
-        "{}",
-        run.stderr
-    );
+    for (path, says) in [
+        (&file, "not an SQLite database"),
+        (&dir, "a directory, not a file"),
+    ] {
+        let dest = format!("sqlite:{}", path.display());
+        let run = Run::from_output(command().args(["jobs", "--dest", &dest]).output().unwrap());
+        run.assert_code(2);
+        assert!(run.stderr.contains(says), "{}", run.stderr);
+    }
+    assert_eq!(std::fs::read(&file).unwrap(), b"not a database\n");
 
     // A destination under a file cannot be made by any retry: exit 2, not 1.
     for dest in [

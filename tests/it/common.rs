@@ -83,6 +83,17 @@ pub fn command() -> Command {
     c
 }
 
+/// The binary with `args` and the test key in `CTGO_API_KEY`, run to its end.
+pub fn run_keyed<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Run {
+    Run::from_output(
+        command()
+            .env("CTGO_API_KEY", KEY)
+            .args(args)
+            .output()
+            .expect("run ctgo-export"),
+    )
+}
+
 /// `sync --json` against the simulator, no rate limit on our side.
 pub fn sync_cmd(sim: &Simulator, dest: &str, extra: &[&str]) -> Command {
     let mut c = command();
