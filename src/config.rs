@@ -200,6 +200,19 @@ impl TablesValue {
     }
 }
 
+/// `since` in the file as its text: TOML reads an unquoted `2026-06-01T00:00:00Z` as a
+/// date-time of its own, which is as good as the string.
+fn since_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    match toml::Value::deserialize(d)? {
+        toml::Value::String(s) => Ok(Some(s)),
+        toml::Value::Datetime(t) => Ok(Some(t.to_string())),
+        other => Err(serde::de::Error::custom(format!(
+            "since takes a date or a time (such as 2026-06-01T00:00:00Z), not a {}",
+            other.type_str()
+        ))),
+    }
+}
+
 /// The `sync` settings a TOML file may hold (every one of them).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -211,6 +224,8 @@ pub struct FileConfig {
     /// `["leads", "sync_runs"]`, or one string as `--tables` takes it: `"leads,sync_runs"`.
     pub tables: Option<TablesValue>,
     pub lookback: Option<String>,
+    /// A string, or a TOML date or date-time written bare (`since = 2026-06-01`).
+    #[serde(default, deserialize_with = "since_value")]
     pub since: Option<String>,
     pub full_refresh: Option<bool>,
     pub json: Option<bool>,
@@ -590,6 +605,23 @@ mod tests {
             );
         }
         assert!(DestSpec::parse("parquet:out/").is_ok());
+    }
+
+    #[test]
+    fn since_in_the_file_may_be_a_bare_toml_date_or_time() {
+        let since = |text: &str| {
+            toml::from_str::<FileConfig>(text).map(|f| f.since.as_deref().and_then(parse_since))
+        };
+        let june = parse_since("2026-06-01T00:00:00Z");
+        assert_eq!(since("since = 2026-06-01T00:00:00Z").unwrap(), june);
+        assert_eq!(since("since = 2026-06-01T02:00:00+02:00").unwrap(), june);
+        assert_eq!(since("since = 2026-06-01").unwrap(), june);
+        assert_eq!(since("since = \"2026-06-01\"").unwrap(), june);
+        // Without its zone it is no time: refused as --since would be.
+        assert_eq!(since("since = 2026-06-01T00:00:00").unwrap(), None);
+        let err = since("since = 5").unwrap_err().to_string();
+        assert!(err.contains("since takes a date or a time"), "{err}");
+        assert_eq!(since("").unwrap(), None);
     }
 
     #[test]
