@@ -666,11 +666,11 @@ fn build_batch(
     RecordBatch::try_new(schema, cols).map_err(|e| fail(e.to_string()))
 }
 
-/// Tombstone rows for ids a full refresh found gone (see the module docs).
 /// Tombstones per batch: a full refresh that finds many ids gone (a move to another API, a
 /// stream dropped) writes them a row group's worth at a time, not as one batch of them all.
 pub const TOMBSTONE_ROWS: usize = 8 * 1024;
 
+/// Tombstone rows for ids a full refresh found gone (see the module docs).
 pub fn tombstones(
     store: &StateStore,
     table: Table,

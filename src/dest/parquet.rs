@@ -40,9 +40,9 @@ use crate::schema::Table;
 pub const DEFAULT_ROW_GROUP_ROWS: usize = 8 * 1024;
 
 /// Bytes of a data page before it is compressed. Small pages keep each column's page buffer
-/// small: with 16Ki-row groups a 1M export peaked at 1.43× the memory of a
-/// 10k one with 128 KiB pages, 1.28× with 64 KiB and 1.21× with 32 KiB, for files 5 % larger
-/// than with 128 KiB pages (measured at 200k leads).
+/// small: with 16Ki-row groups a 1M export peaked at 1.43× the memory of a 10k one with
+/// 128 KiB pages, 1.28× with 64 KiB and 1.21× with 32 KiB, for files 5 % larger than with
+/// 128 KiB pages (measured at 200k leads).
 pub const DEFAULT_DATA_PAGE_BYTES: usize = 32 * 1024;
 
 /// A hard cap on the bytes of a buffered row group, for rows far wider than usual (long bios,
