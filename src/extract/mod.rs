@@ -29,11 +29,12 @@
 //!   API marks as the last ends the export whatever ids it holds.
 //!
 //! Pages go through three stages: the fetcher (an async task: HTTP, the envelope, the rate
-//! limit; two requests in flight once pages come back full), [`MAPPERS`] mapper threads (JSON
-//! → Arrow, content hashes; pages dealt in turn) and the writer thread (dedup state,
-//! destination, commits; it takes the pages back in order), with one page buffered between
-//! each. So requests, rate-limit waits, decoding and writing all overlap, and each stage
-//! allocates on its own thread (one malloc arena each: memory stays flat).
+//! limit; two requests in flight once pages come back full), the mappers (JSON → Arrow,
+//! content hashes; pages dealt in turn between a mapper thread and the fetcher itself, see
+//! [`PageSink`]) and the writer thread (dedup state, destination, commits; it takes the pages
+//! back in order), with one page buffered between each. So requests, rate-limit waits,
+//! decoding and writing all overlap, on few threads: each allocates from a malloc arena of its
+//! own, and every arena keeps some memory back.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -672,22 +673,26 @@ impl JobRun<'_> {
         // fetcher (HTTP, on the runtime) → mappers (threads, pages dealt round-robin) →
         // writer (thread, takes the pages back in order).
         let mut dest = self.dest.take().expect("destination present");
-        let mut raw_txs = Vec::with_capacity(MAPPERS);
+        let mut sinks = Vec::with_capacity(MAPPERS);
         let mut rxs = Vec::with_capacity(MAPPERS);
         let mut maps = Vec::with_capacity(MAPPERS);
         let ctx = MapContext {
             floor_ms: self.cfg.since.map(|s| s.timestamp_millis()),
             ..self.map_ctx()
         };
-        for _ in 0..MAPPERS {
-            let (raw_tx, raw_rx) = mpsc::channel::<RawMsg>(1);
+        for turn in 0..MAPPERS {
             let (tx, rx) = mpsc::channel::<Msg>(1);
+            rxs.push(rx);
+            if turn == 0 {
+                sinks.push(PageSink::Inline(tx, ctx.clone()));
+                continue;
+            }
+            let (raw_tx, raw_rx) = mpsc::channel::<RawMsg>(1);
             let (ctx, cancel) = (ctx.clone(), self.cancel.clone());
             maps.push(tokio::task::spawn_blocking(move || {
                 map_leads_pages(raw_rx, tx, ctx, cancel)
             }));
-            raw_txs.push(raw_tx);
-            rxs.push(rx);
+            sinks.push(PageSink::Thread(raw_tx));
         }
         let fetch = tokio::spawn(fetch_leads(
             self.client.clone(),
@@ -697,7 +702,7 @@ impl JobRun<'_> {
                 limit: self.cfg.page_size,
                 offset: 0,
             },
-            raw_txs,
+            sinks,
             self.cancel.clone(),
             self.clock.clone(),
         ));
@@ -1006,8 +1011,9 @@ impl Drop for StageClock {
     }
 }
 
-/// Mapper threads per leads export: decoding is the heaviest stage, and pages map
-/// independently.
+/// Mappers per leads export, taking the pages in turn: decoding is the heaviest stage, and
+/// pages map independently. The first is the fetcher itself ([`PageSink::Inline`]), the others
+/// threads of their own.
 const MAPPERS: usize = 2;
 
 /// The leads requests in flight, by offset: the one the fetcher needs next and, once pages come
@@ -1095,7 +1101,7 @@ enum RawMsg {
 async fn fetch_leads(
     client: Arc<ApiClient>,
     mut q: LeadsQuery,
-    txs: Vec<mpsc::Sender<RawMsg>>,
+    txs: Vec<PageSink>,
     cancel: Cancel,
     extract_clock: ExtractClock,
 ) -> Result<(), StepError> {
@@ -1218,15 +1224,12 @@ async fn fetch_leads(
         let at = q.offset;
         let tx = &txs[(pages - 1) as usize % txs.len()];
         let extracted_at_ms = extract_clock.stamp();
-        if clock
-            .wait_for(tx.send(RawMsg::Page {
-                page,
-                extracted_at_ms,
-                last: end && n < limit as usize,
-            }))
-            .await
-            .is_err()
-        {
+        let msg = RawMsg::Page {
+            page,
+            extracted_at_ms,
+            last: end && n < limit as usize,
+        };
+        if !tx.send(msg, &mut clock).await {
             // The mapper or writer stopped (cancel, error, or a page with no new id).
             return Ok(());
         }
@@ -1276,15 +1279,68 @@ async fn fetch_leads(
         }
     }
     // To the mapper whose turn is next, so the writer meets it in order.
-    let _ = txs[pages as usize % txs.len()]
-        .send(RawMsg::Done { pages, early })
-        .await;
+    let done = RawMsg::Done { pages, early };
+    txs[pages as usize % txs.len()].send(done, &mut clock).await;
     Ok(())
 }
 
-/// Map the fetched pages (JSON → Arrow, content hashes) and hand them to the writer. Each of
-/// the [`MAPPERS`] runs on its own thread and gets every `MAPPERS`-th page, so decoding uses
-/// every core the writer leaves free and overlaps with the requests.
+/// Where the fetcher hands a page: to a mapper thread, or, on its own turn, mapped on the spot
+/// and straight to the writer.
+///
+/// The fetcher mostly waits (for the API, for the rate limit), so it can map every other page
+/// itself, on the runtime thread, with no thread of its own for that turn: each thread
+/// allocates from a malloc arena of its own, and every arena keeps some of what it held. One
+/// mapper thread fewer lowers the peak memory of a long export by 1.5 MB, at the same speed
+/// (benches/README.md, Memory, tenth round). Mapping a full page holds up the runtime for a
+/// millisecond or two; the requests in flight go on meanwhile.
+enum PageSink {
+    /// A mapper thread's queue.
+    Thread(mpsc::Sender<RawMsg>),
+    /// The writer's queue for this turn, and what mapping needs.
+    Inline(mpsc::Sender<Msg>, MapContext),
+}
+
+impl PageSink {
+    /// Hand `msg` on, the wait for room counted on `clock`; `false` when the receiver stopped
+    /// (cancel, error, or the end).
+    async fn send(&self, msg: RawMsg, clock: &mut StageClock) -> bool {
+        match self {
+            PageSink::Thread(tx) => clock.wait_for(tx.send(msg)).await.is_ok(),
+            PageSink::Inline(tx, ctx) => {
+                let msg = map_raw(msg, ctx);
+                clock.wait_for(tx.send(msg)).await.is_ok()
+            }
+        }
+    }
+}
+
+/// Map one fetched page (JSON → Arrow, content hashes) for the writer.
+fn map_raw(msg: RawMsg, ctx: &MapContext) -> Msg {
+    match msg {
+        RawMsg::Page {
+            page,
+            extracted_at_ms,
+            last,
+        } => {
+            let texts: Vec<&str> = page.records.iter().collect();
+            let ctx = MapContext {
+                extracted_at_ms,
+                ..ctx.clone()
+            };
+            let mapped = dedup::map_page(Table::Leads, &texts, &ctx);
+            Msg::Page {
+                mapped,
+                records: page.records.len(),
+                total: page.total,
+                last,
+            }
+        }
+        RawMsg::Done { pages, early } => Msg::Done { pages, early },
+    }
+}
+
+/// Map the pages of a mapper thread's turn and hand them to the writer, so decoding uses every
+/// core the writer leaves free and overlaps with the requests.
 fn map_leads_pages(
     mut rx: mpsc::Receiver<RawMsg>,
     tx: mpsc::Sender<Msg>,
@@ -1296,27 +1352,7 @@ fn map_leads_pages(
         if cancel.is_cancelled() {
             return;
         }
-        let msg = match msg {
-            RawMsg::Page {
-                page,
-                extracted_at_ms,
-                last,
-            } => {
-                let texts: Vec<&str> = page.records.iter().collect();
-                let ctx = MapContext {
-                    extracted_at_ms,
-                    ..ctx.clone()
-                };
-                let mapped = dedup::map_page(Table::Leads, &texts, &ctx);
-                Msg::Page {
-                    mapped,
-                    records: page.records.len(),
-                    total: page.total,
-                    last,
-                }
-            }
-            RawMsg::Done { pages, early } => Msg::Done { pages, early },
-        };
+        let msg = map_raw(msg, &ctx);
         if clock.wait(|| tx.blocking_send(msg)).is_err() {
             // The writer stopped (cancel, error, or the end); it reports why.
             return;
