@@ -165,8 +165,8 @@ const UNIQUE_COLUMNS: [&str; 9] = [
 /// Free-text columns: no statistics. Their minimum and maximum cannot skip a page or a row
 /// group for any useful filter (a bio's range spans the alphabet in every page), yet their
 /// column index was the largest part of what a file's writer keeps until the footer: without
-/// them a 1M export peaks 0.8 MB lower and takes 4 % less CPU (benches/README.md, Memory, tenth
-/// round). Ids, times, handles and the other columns keep page statistics.
+/// them a 1M export peaks 0.7–0.8 MB lower and takes 4 % less CPU (benches/README.md, Memory,
+/// tenth round). Ids, times, handles and the other columns keep page statistics.
 pub(super) const FREE_TEXT_COLUMNS: [&str; 4] =
     ["display_name", "profile_image_url", "bio", "extra"];
 

@@ -1291,9 +1291,10 @@ async fn fetch_leads(
 /// The fetcher mostly waits (for the API, for the rate limit), so it can map every other page
 /// itself, on the runtime thread, with no thread of its own for that turn: each thread
 /// allocates from a malloc arena of its own, and every arena keeps some of what it held. One
-/// mapper thread fewer lowers the peak memory of a long export by 1.5 MB, for 3 % of wall time
-/// at 200k leads and none at 1M (benches/README.md, Memory, tenth round). Mapping a full page holds up the runtime for a
-/// millisecond or two; the requests in flight go on meanwhile.
+/// mapper thread fewer lowers the peak memory of a long export by 1.5 MB, for 3 % of wall
+/// time at 200k leads and none at 1M (benches/README.md, Memory, tenth round). Mapping a full
+/// page holds up the runtime for under a millisecond (500 leads at about 1.2 µs each); the API
+/// works on the requests in flight meanwhile, and their answers wait in the socket.
 enum PageSink {
     /// A mapper thread's queue.
     Thread(mpsc::Sender<RawMsg>),
