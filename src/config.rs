@@ -243,7 +243,7 @@ impl FileConfig {
     /// the settings could not be taken from (a value of the wrong type), so that a scheduler
     /// that asked for a record still gets one.
     pub fn asks_for_json(path: Option<&Path>) -> bool {
-        path.and_then(|p| std::fs::read_to_string(p).ok())
+        path.and_then(|p| read_text(p, CONFIG_FILE_MAX_BYTES).ok())
             .and_then(|text| text.parse::<toml::Table>().ok())
             .is_some_and(|t| t.get("json").and_then(toml::Value::as_bool) == Some(true))
     }
@@ -256,10 +256,11 @@ impl FileConfig {
     /// Read the file. Relative paths in it (`dest`, `api_key_file`) are taken from the
     /// working directory, as on the command line: a scheduled job should give absolute ones.
     pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::FileRead {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text =
+            read_text(path, CONFIG_FILE_MAX_BYTES).map_err(|source| ConfigError::FileRead {
+                path: path.to_path_buf(),
+                source,
+            })?;
         toml::from_str(&text).map_err(|e| {
             // The place and the reason, not the line itself: a key pasted into the file
             // would be quoted with it (and serde's reasons quote values too, hence the scrub).
@@ -476,6 +477,31 @@ fn switch(on: bool, off: bool) -> Option<bool> {
     }
 }
 
+/// The most a config file may hold: far more than any setting needs.
+const CONFIG_FILE_MAX_BYTES: u64 = 1 << 20;
+/// The most a key file may hold: a key is 45 characters.
+const KEY_FILE_MAX_BYTES: u64 = 4 << 10;
+
+/// A small text file read whole, without a UTF-8 byte order mark (as editors on Windows
+/// write it). A file larger than `max` bytes is refused unread, so that a wrong path
+/// (`/dev/zero`, a log) is an error, not all memory.
+fn read_text(path: &Path, max: u64) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(max + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > max {
+        return Err(std::io::Error::other(format!(
+            "it holds more than {max} bytes, which this file never needs: is it the right path?"
+        )));
+    }
+    Ok(match text.strip_prefix('\u{feff}') {
+        Some(rest) => rest.to_string(),
+        None => text,
+    })
+}
+
 /// The key: `--api-key-file` (flag) over `CTGO_API_KEY` over `api_key_file` (config file).
 pub fn resolve_key(
     key_file_from_flag: bool,
@@ -483,7 +509,7 @@ pub fn resolve_key(
     env_key: Option<String>,
 ) -> Result<ApiKey, ConfigError> {
     let from_file = |path: PathBuf| -> Result<ApiKey, ConfigError> {
-        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::KeyFile {
+        let text = read_text(&path, KEY_FILE_MAX_BYTES).map_err(|source| ConfigError::KeyFile {
             path: path.clone(),
             source,
         })?;
@@ -662,6 +688,45 @@ mod tests {
         assert!(JobConfig::resolve(&a, Some(KEY.into())).is_err());
         a.requests_per_minute = Some("30".into());
         assert!(JobConfig::resolve(&a, Some(KEY.into())).is_ok());
+    }
+
+    #[test]
+    fn key_and_config_files_may_start_with_a_byte_order_mark_and_are_read_only_when_small() {
+        let tmp = tempfile::tempdir().unwrap();
+        let key = tmp.path().join("key");
+        std::fs::write(&key, format!("\u{feff}{KEY}\r\n")).unwrap();
+        let parsed = resolve_key(true, Some(key.clone()), None).expect("a key after a BOM");
+        assert_eq!(parsed.expose(), KEY);
+        let config = tmp.path().join("c.toml");
+        std::fs::write(&config, "\u{feff}page_size = 250\n").unwrap();
+        assert_eq!(
+            FileConfig::load(&config)
+                .expect("a file after a BOM")
+                .page_size,
+            Some(250)
+        );
+
+        // Too large: refused with the path, whatever it holds.
+        std::fs::write(&key, format!("{KEY}\n{}", " ".repeat(5000))).unwrap();
+        let e = resolve_key(true, Some(key.clone()), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("more than 4096 bytes") && e.contains("key"),
+            "{e}"
+        );
+        let e = resolve_key(true, Some("/dev/zero".into()), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("/dev/zero") && e.contains("more than 4096 bytes"),
+            "{e}"
+        );
+        let e = FileConfig::load(Path::new("/dev/zero"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("more than 1048576 bytes"), "{e}");
+        assert!(!FileConfig::asks_for_json(Some(Path::new("/dev/zero"))));
     }
 
     #[test]
