@@ -393,6 +393,10 @@ pub struct SimConfig {
     /// Before serving each leads page, add this many leads (a listing that grows as fast as
     /// it is read).
     pub arrivals_per_request: usize,
+    /// Date those per-request arrivals by the wall clock, as a real API dates a lead it finds
+    /// now, instead of just after the newest lead (which runs the simulator's own calendar
+    /// forward with every request: a long export there spans hours of `discoveredAt`).
+    pub arrivals_at_wall_clock: bool,
     /// `discoveredAt` of those arrivals: this many minutes before the newest lead (0 = the
     /// newest lead's second).
     pub late_arrival_minutes: i64,
@@ -435,6 +439,7 @@ impl SimConfig {
             removals_between_pages: 0,
             arrivals_between_pages: 0,
             arrivals_per_request: 0,
+            arrivals_at_wall_clock: false,
             late_arrival_minutes: 0,
             malformed_every: None,
             junk_record_per_page: false,
@@ -718,6 +723,10 @@ pub struct SimulateArgs {
     /// Before every leads page, add N new leads (a listing that grows as it is read).
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub arrivals_per_request: usize,
+    /// Date those arrivals by the wall clock (as a real API would), not just after the newest
+    /// lead.
+    #[arg(long)]
+    pub arrivals_at_wall_clock: bool,
     /// Answer every data request with 429 credits_exhausted.
     #[arg(long)]
     pub credits_exhausted: bool,
@@ -772,6 +781,7 @@ impl SimulateArgs {
         cfg.arrivals_between_pages = self.arrivals_between_pages;
         cfg.late_arrival_minutes = self.late_arrival_minutes;
         cfg.arrivals_per_request = self.arrivals_per_request;
+        cfg.arrivals_at_wall_clock = self.arrivals_at_wall_clock;
         cfg.credits_exhausted = self.credits_exhausted;
         Ok(cfg)
     }

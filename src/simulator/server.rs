@@ -492,7 +492,12 @@ impl State {
         )?;
         let requested_offset = q.offset()?;
         if self.cfg.arrivals_per_request > 0 {
-            self.store.add_leads(self.cfg.arrivals_per_request);
+            let n = self.cfg.arrivals_per_request;
+            if self.cfg.arrivals_at_wall_clock {
+                self.store.add_leads_at(n, chrono::Utc::now().timestamp());
+            } else {
+                self.store.add_leads(n);
+            }
         }
         let since_ms = match q.get("since") {
             None => None,

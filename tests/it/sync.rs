@@ -209,6 +209,42 @@ fn a_listing_without_has_more_or_total_growing_at_its_head_completes_and_loses_n
 }
 
 #[test]
+fn leads_found_during_a_run_of_an_unordered_listing_are_read_by_the_next_run() {
+    // In no order, a lead that arrives while the pages are read lands anywhere, often at an
+    // offset already passed: this run misses it. The arrivals are dated by the wall clock, as
+    // the API dates a lead it finds now, and the run lasts about 3 s, longer than its 1 s
+    // lookback. Two rules have the next run read them: the cursor stops a minute before the
+    // run's start, and a stored cursor later than a minute before now is not trusted. Either
+    // is enough here (the second run starts within the minute); with both taken out, the
+    // leads that arrived early in the first run were lost.
+    let sim = sim_with(|c| {
+        c.leads = 600;
+        c.ordering = Ordering::Shuffled;
+        c.arrivals_per_request = 2;
+        c.arrivals_at_wall_clock = true;
+        c.latency_ms = 25;
+    });
+    let t = TestDir::new();
+    let (dest, path) = t.sqlite();
+    let args = ["--page-size", "7", "--tables", "leads", "--lookback", "1s"];
+    sync_ok(&sim, &dest, &args);
+    let held = expected_ids(&sim);
+    let have = sqlite_lead_ids(&path);
+    let missed = held
+        .iter()
+        .filter(|i| have.binary_search(i).is_err())
+        .count();
+    assert!(missed > 0, "the first run misses some arrivals");
+    sim.update(|c| c.arrivals_per_request = 0);
+    sync_ok(&sim, &dest, &args);
+    assert_eq!(
+        sqlite_lead_ids(&path),
+        held,
+        "the second run reads what the first missed"
+    );
+}
+
+#[test]
 fn a_server_that_serves_fewer_than_asked_is_read_to_its_end_and_loses_nothing() {
     // A server whose own maximum (100 leads, 30 runs) is below what the exporter asks for,
     // and says so only by serving less. With `hasMore`: 25 pages of leads, more than a bound
