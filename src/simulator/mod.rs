@@ -397,8 +397,8 @@ pub struct SimConfig {
     /// now, instead of just after the newest lead (which runs the simulator's own calendar
     /// forward with every request: a long export there spans hours of `discoveredAt`).
     pub arrivals_at_wall_clock: bool,
-    /// `discoveredAt` of those arrivals: this many minutes before the newest lead (0 = the
-    /// newest lead's second).
+    /// `discoveredAt` of the arrivals between pages: this many minutes before the newest lead
+    /// (0 = the newest lead's second).
     pub late_arrival_minutes: i64,
     /// Every nth lead is served malformed (see the module docs). Changing it at run time
     /// re-renders the affected leads.
