@@ -540,13 +540,18 @@ mod tests {
                 );
             }
         }
-        let columns = m.file_metadata().schema_descr().num_columns();
+        // Per column: whether the properties ask for page statistics (and so a column index).
+        let page_stats: Vec<bool> = m
+            .file_metadata()
+            .schema_descr()
+            .columns()
+            .iter()
+            .map(|c| props.statistics_enabled(c.path()) == EnabledStatistics::Page)
+            .collect();
         for g in 0..m.num_row_groups() {
             let (im, in_) = (m.page_index_for_row_group(g), n.page_index_for_row_group(g));
-            for c in 0..columns {
+            for (c, &page_stats) in page_stats.iter().enumerate() {
                 let ci = im.column_index(c);
-                let path = m.file_metadata().schema_descr().column(c).path().clone();
-                let page_stats = props.statistics_enabled(&path) == EnabledStatistics::Page;
                 assert_eq!(ci.is_some(), page_stats, "page statistics of column {c}");
                 assert_eq!(ci, in_.column_index(c), "page statistics of column {c}");
                 let rows =
@@ -565,11 +570,7 @@ mod tests {
             }
         }
         let len = |p: &Path| std::fs::metadata(p).unwrap().len();
-        let every_column_has_page_statistics = (0..columns).all(|c| {
-            let path = m.file_metadata().schema_descr().column(c).path().clone();
-            props.statistics_enabled(&path) == EnabledStatistics::Page
-        });
-        if every_column_has_page_statistics {
+        if page_stats.iter().all(|&p| p) {
             assert_eq!(len(&ours), len(&theirs), "the same size");
         } else {
             // Of a text column without statistics, parquet-rs's column writer leaves out each
